@@ -18,6 +18,18 @@ pub fn harden_process() -> Result<(), HardeningError> {
     Ok(())
 }
 
+/// Replaces the default panic hook, which prints the panic message: a
+/// message can carry anything a value held. Only the location is reported.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "unknown".into());
+        tracing::error!(%location, "panic (message withheld)");
+    }));
+}
+
 pub fn running_as_root() -> bool {
     nix::unistd::geteuid().is_root()
 }

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         eprintln!("voltvault: {error}");
         return ExitCode::FAILURE;
     }
+    hardening::install_panic_hook();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,6 +1,6 @@
 //! The second line of defence: every log line passes through `mask_pans`,
 //! which replaces any run of 12 to 19 digits that passes the Luhn check
-//! (allowing single spaces or dashes between digits, as cards are printed)
+//! (allowing a single space, dash, plus or `%20` between digit groups)
 //! with `[REDACTED PAN]`. Code must never log a PAN in the first place;
 //! this catches the mistake when it does.
 
@@ -62,7 +62,7 @@ pub fn mask_pans(text: &str) -> Cow<'_, str> {
 }
 
 /// The contiguous digit runs of a group starting at `start`, where a single
-/// space or dash may stand between two runs (as printed on cards).
+/// separator may stand between two runs (as cards are printed or typed).
 fn digit_chunks(bytes: &[u8], start: usize) -> Vec<(usize, usize)> {
     let mut chunks = Vec::new();
     let mut i = start;
@@ -72,13 +72,19 @@ fn digit_chunks(bytes: &[u8], start: usize) -> Vec<(usize, usize)> {
             i += 1;
         }
         chunks.push((chunk_start, i));
-        let separated = i + 1 < bytes.len()
-            && (bytes[i] == b' ' || bytes[i] == b'-')
-            && bytes[i + 1].is_ascii_digit();
-        if !separated {
-            return chunks;
+        match separator_len(&bytes[i..]) {
+            Some(n) if bytes.get(i + n).is_some_and(u8::is_ascii_digit) => i += n,
+            _ => return chunks,
         }
-        i += 1;
+    }
+}
+
+/// A space, dash or plus, or a space as it appears in a URL (`%20`).
+fn separator_len(rest: &[u8]) -> Option<usize> {
+    match rest {
+        [b' ' | b'-' | b'+', ..] => Some(1),
+        [b'%', b'2', b'0', ..] => Some(3),
+        _ => None,
     }
 }
 
@@ -192,6 +198,7 @@ mod tests {
             "{\"number\":\"378282246310005\"}",
             "x5555555555554444y",
             "GET /v1/tokens/4111 1111 1111 1111 404",
+            "GET /v1/cards/5555%205555%205555%204444?x=1",
         ] {
             let masked = mask_pans(line);
             assert!(masked.contains(MASK), "{line} -> {masked}");

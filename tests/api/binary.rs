@@ -1,1 +1,335 @@
+//! The `voltvault` binary as an operator runs it: configuration checks,
+//! `serve` with JSON logs scanned for card numbers, `dev`, and signals.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::helpers::{Backend, TestDb, TestPki};
+
+const BIN: &str = env!("CARGO_BIN_EXE_voltvault");
+const PAN: &str = "4111111111111111";
+const SPACED_PAN: &str = "5555 5555 5555 4444";
+
+fn write_config(pki: &TestPki, db: &TestDb, extra: &str) -> std::path::PathBuf {
+    let path = pki.dir.path().join("voltvault.toml");
+    let body = format!(
+        r#"version = 1
+node_id = "bin-test"
+{extra}
+[server]
+listen = "127.0.0.1:0"
+[tls]
+cert_file = "{cert}"
+key_file = "{key}"
+client_ca_files = ["{ca}"]
+[ops]
+listen = "127.0.0.1:0"
+[database]
+url = "{url}"
+[logging]
+format = "json"
+"#,
+        cert = pki.path("server.pem").display(),
+        key = pki.path("server.key").display(),
+        ca = pki.path("ca.pem").display(),
+        url = db.url,
+    );
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn check_config(path: &std::path::Path) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn check_config_accepts_a_good_file_and_names_the_key_of_a_bad_one() {
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = write_config(&pki, &db, "");
+    let (ok, stdout, stderr) = check_config(&path);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("configuration OK"), "{stdout}");
+
+    let path = write_config(&pki, &db, "colour = \"blue\"");
+    let (ok, _, stderr) = check_config(&path);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("colour"), "{stderr}");
+
+    let path = write_config(&pki, &db, "");
+    std::fs::remove_file(pki.path("server.pem")).unwrap();
+    let (ok, _, stderr) = check_config(&path);
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("tls.cert_file"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_key_file_others_can_read_refuses_to_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = write_config(&pki, &db, "");
+    std::fs::set_permissions(
+        pki.path("server.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("tls.key_file") && stderr.contains("644"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_pending_migrations_once() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let pki = TestPki::new();
+        let db = TestDb::new(backend).await;
+        let path = write_config(&pki, &db, "");
+        let run = || {
+            let out = Command::new(BIN)
+                .args(["migrate", "--config"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_ne!(run().trim(), "migrations applied: 0");
+        assert_eq!(run().trim(), "migrations applied: 0");
+    }
+}
+
+/// A running child whose stderr lines arrive on a channel.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    fn start(args: &[&str], stdout_too: bool) -> Self {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if stdout_too {
+                    let _ = tx2.send(line);
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line containing `needle` and returns it.
+    fn wait_for(&mut self, needle: &str) -> String {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no line with {needle:?}; saw {:#?}", self.seen));
+            self.seen.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Signals the process and waits for it to exit, keeping the runtime
+    /// free so that open client connections can take part in the shutdown.
+    async fn signal_and_collect(mut self, signal: Signal) -> (bool, Vec<String>) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.success(), self.seen)
+    }
+}
+
+#[tokio::test]
+async fn serve_logs_json_with_request_ids_and_never_a_card_number() {
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = write_config(&pki, &db, "");
+    let path = path.to_str().unwrap().to_owned();
+    let mut running = Running::start(&["serve", "--config", &path], false);
+    let line = running.wait_for("voltvault is serving");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let api: std::net::SocketAddr = event["fields"]["api_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Core dumps are off in the running process.
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", running.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    assert_eq!(core.split_whitespace().nth(4), Some("0"), "{core}");
+
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", api)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", api.port());
+    let spaced = SPACED_PAN.replace(' ', "%20");
+    let responses = [
+        client
+            .get(format!("{base}/v1/tokens/{PAN}"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .get(format!("{base}/v1/cards/{spaced}?pan={PAN}"))
+            .send()
+            .await
+            .unwrap(),
+        client
+            .post(format!("{base}/v1/tokens"))
+            .header("content-type", "application/json")
+            .header("x-card", PAN)
+            .body(format!("{{\"card\": {{\"number\": \"{PAN}\" "))
+            .send()
+            .await
+            .unwrap(),
+    ];
+    let mut request_ids = Vec::new();
+    for r in responses {
+        assert!(r.status().is_client_error());
+        request_ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    // Wait until the last request's access line is out.
+    running.wait_for(&request_ids[2]);
+
+    let (exited_cleanly, lines) = running.signal_and_collect(Signal::SIGTERM).await;
+    assert!(
+        exited_cleanly,
+        "SIGTERM should end the process with status 0"
+    );
+    let log = lines.join("\n");
+    for digits in [
+        PAN,
+        "5555555555554444",
+        SPACED_PAN,
+        "5555%205555%205555%204444",
+    ] {
+        assert!(
+            !log.contains(digits),
+            "card digits {digits} in the log:\n{log}"
+        );
+    }
+    assert!(
+        log.contains("[REDACTED PAN]"),
+        "the path was logged, masked:\n{log}"
+    );
+    for id in &request_ids {
+        assert!(
+            log.contains(id.as_str()),
+            "request id {id} missing from the log"
+        );
+    }
+    for line in &lines {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+    }
+    assert!(log.contains("voltvault stopped"), "{log}");
+}
+
+#[tokio::test]
+async fn dev_runs_with_no_setup_and_stops_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_str = data.to_str().unwrap().to_owned();
+    let mut running = Running::start(
+        &[
+            "dev",
+            "--data-dir",
+            &data_str,
+            "--port",
+            "0",
+            "--ops-port",
+            "0",
+        ],
+        true,
+    );
+    let line = running.wait_for("API        https://");
+    let api: std::net::SocketAddr = line
+        .split("https://")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ca = std::fs::read(data.join("ca.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let health = client
+        .get(format!("https://{api}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    assert!(data.join("voltvault.db").is_file());
+    let (exited_cleanly, _) = running.signal_and_collect(Signal::SIGINT).await;
+    assert!(exited_cleanly);
+}
