@@ -4,3 +4,4 @@ pub mod card;
 pub mod clock;
 pub mod config;
 pub mod secret;
+pub mod tokens;
