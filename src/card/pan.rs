@@ -22,7 +22,9 @@ impl Pan {
     /// dropped, then it must be 12–19 digits, pass Luhn, and fall in a known
     /// brand's BIN range with a length that brand issues.
     pub fn parse(input: &str) -> Result<Self, CardError> {
-        let mut digits = Zeroizing::new(String::with_capacity(MAX_PAN_LEN));
+        // Room for one digit too many, so the buffer never reallocates and
+        // leaves a copy behind.
+        let mut digits = Zeroizing::new(String::with_capacity(MAX_PAN_LEN + 1));
         for c in input.chars() {
             match c {
                 '0'..='9' if digits.len() <= MAX_PAN_LEN => digits.push(c),

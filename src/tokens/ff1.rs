@@ -22,7 +22,7 @@
 
 use aes::{Aes128, Aes192, Aes256};
 use fpe::ff1::{FF1, FlexibleNumeralString};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{KeptDigits, TokenError, TokenValue};
 use crate::card::{Pan, luhn};
@@ -82,6 +82,9 @@ impl Ff1 {
             (Cipher::Aes256(c), true) => c.encrypt(tweak, &input),
             (Cipher::Aes256(c), false) => c.decrypt(tweak, &input),
         };
+        // The input holds hidden PAN digits; clear our copy of them. (The
+        // crate's big-integer temporaries are beyond reach.)
+        Vec::from(input).zeroize();
         output.map(Vec::from).map_err(|_| TokenError::Ff1Radix)
     }
 
