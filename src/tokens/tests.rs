@@ -228,6 +228,31 @@ fn ff1_tokens_round_trip_and_depend_on_key_and_tenant() {
 }
 
 #[test]
+fn ff1_tokens_are_distinct_where_only_hidden_digits_differ() {
+    // With BIN and last four fixed only six digits vary: the case where a
+    // walk that stops at the first Luhn-failing value would collide.
+    let tok = Ff1Tokenizer::new(&key(K128)).unwrap();
+    let tweak = Ff1Tweak::for_tenant(b"t");
+    let mut tokens = std::collections::HashSet::new();
+    for k in 0..1000u32 {
+        let number = (0..10)
+            .map(|d| format!("411111{k:05}{d}1111"))
+            .find(|n| luhn::passes(n.as_bytes()))
+            .unwrap();
+        let pan = Pan::parse(&number).unwrap();
+        let t = tok
+            .tokenize(&pan, KeptDigits::BinAndLastFour, &tweak)
+            .unwrap();
+        assert!(t.as_str().starts_with("411111") && t.as_str().ends_with("1111"));
+        let back = tok
+            .detokenize(&t, KeptDigits::BinAndLastFour, &tweak)
+            .unwrap();
+        assert_eq!(back.expose_digits(), number);
+        assert!(tokens.insert(t.to_string()), "collision");
+    }
+}
+
+#[test]
 fn ff1_refuses_tokens_it_did_not_make() {
     let tok = Ff1Tokenizer::new(&key(K128)).unwrap();
     let tweak = Ff1Tweak::for_tenant(b"t");
