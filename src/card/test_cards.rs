@@ -28,36 +28,28 @@ pub(crate) fn with_check_digit(body: &str) -> String {
     s
 }
 
-/// A BIN prefix and the lengths to try for each brand.
-fn brand_shapes() -> Vec<(&'static str, Vec<usize>)> {
-    vec![
-        ("4", vec![13, 16, 19]),
-        ("51", vec![16]),
-        ("2221", vec![16]),
-        ("2720", vec![16]),
-        ("34", vec![15]),
-        ("37", vec![15]),
-        ("6011", vec![16, 17, 18, 19]),
-        ("645", vec![16, 19]),
-        ("65", vec![16, 19]),
-        ("3528", vec![16, 19]),
-        ("3589", vec![16, 19]),
-        ("62", vec![16, 17, 18, 19]),
-        ("300", vec![14, 16, 19]),
-        ("36", vec![14]),
-        ("38", vec![16]),
-        ("50", vec![12, 13, 16, 19]),
-        ("6759", vec![12, 16, 19]),
-    ]
+/// BIN prefixes covering each brand's ranges, edges included.
+const PREFIXES: &[&str] = &[
+    "4", "51", "55", "2221", "2720", "34", "37", "6011", "644", "649", "65", "3528", "3589", "62",
+    "300", "305", "3095", "36", "38", "39", "50", "56", "58", "6304", "6390", "67",
+];
+
+/// Every (prefix, length) a brand issues, from `CardBrand::allows_length`.
+fn brand_shapes() -> Vec<(String, usize)> {
+    PREFIXES
+        .iter()
+        .flat_map(|p| {
+            let brand = CardBrand::detect(format!("{p:0<12}").as_bytes());
+            (12..=19)
+                .filter(move |&len| brand.is_some_and(|b| b.allows_length(len)))
+                .map(move |len| ((*p).to_owned(), len))
+        })
+        .collect()
 }
 
-/// Valid numbers of every brand and every length it issues (sampled).
+/// Valid numbers of every brand and every length it issues.
 pub(crate) fn valid_pan() -> impl Strategy<Value = String> {
-    let shapes: Vec<(String, usize)> = brand_shapes()
-        .into_iter()
-        .flat_map(|(p, lens)| lens.into_iter().map(move |l| (p.to_owned(), l)))
-        .collect();
-    prop::sample::select(shapes).prop_flat_map(|(prefix, len)| {
+    prop::sample::select(brand_shapes()).prop_flat_map(|(prefix, len)| {
         let fill = len - prefix.len() - 1;
         prop::collection::vec(0u8..10, fill).prop_map(move |rest| {
             let body: String = prefix
@@ -67,4 +59,25 @@ pub(crate) fn valid_pan() -> impl Strategy<Value = String> {
             with_check_digit(&body)
         })
     })
+}
+
+#[test]
+fn shapes_cover_every_brand_and_length() {
+    let shapes = brand_shapes();
+    let brands: std::collections::HashSet<_> = shapes
+        .iter()
+        .filter_map(|(p, _)| CardBrand::detect(format!("{p:0<12}").as_bytes()))
+        .collect();
+    assert_eq!(brands.len(), 8);
+    for len in 12..=19 {
+        assert!(shapes.iter().any(|(_, l)| *l == len), "{len}");
+    }
+    assert_eq!(
+        PREFIXES.len(),
+        shapes
+            .iter()
+            .map(|(p, _)| p)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    );
 }
