@@ -1,6 +1,7 @@
 //! voltvault: a payment tokenization and card-data vault for EV charging networks.
 
 pub mod app;
+pub mod card;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -15,3 +16,4 @@ pub mod secret;
 pub mod store;
 pub mod telemetry;
 pub mod tenants;
+pub mod tokens;

@@ -1,0 +1,34 @@
+//! Token formats. A token stands in for a PAN everywhere outside the vault:
+//! the PAN's length, its last four (and, by tenant policy, its BIN), and
+//! never a number that passes Luhn, so it cannot be mistaken for a card.
+//!
+//! - `random`: vaulted; the PAN is stored encrypted and found by token.
+//!   Uniqueness per tenant is the store's constraint: on a clash, draw the
+//!   next candidate from `random::candidates`.
+//! - `ff1`: vaultless; NIST SP 800-38G FF1 over the hidden digits.
+//! - Deterministic tokens (same card, same token) are a store lookup by
+//!   fingerprint before either format is called; nothing here changes.
+
+mod error;
+pub mod ff1;
+mod layout;
+pub mod random;
+mod value;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::TokenError;
+pub use layout::KeptDigits;
+pub use value::TokenValue;
+
+/// How a tenant's tokens are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenFormat {
+    #[default]
+    Random,
+    Ff1,
+}
+
+#[cfg(test)]
+mod tests;
