@@ -1,6 +1,7 @@
 //! voltvault: a payment tokenization and card-data vault for EV charging networks.
 
 pub mod app;
+pub mod audit;
 pub mod card;
 pub mod cli;
 pub mod clock;
