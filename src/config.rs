@@ -477,6 +477,41 @@ url = "sqlite://{}/vv.db"
         assert!(msg.starts_with("tls.cert_file:"), "{msg}");
     }
 
+    fn key_paths(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_object() {
+                    key_paths(v, &path, out);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+    }
+
+    #[test]
+    fn the_example_file_documents_every_key_and_only_real_ones() {
+        let example: Config = Figment::new()
+            .merge(Toml::string(include_str!("../deploy/voltvault.example.toml")))
+            .extract()
+            .unwrap();
+        assert_eq!(example.version, CONFIG_VERSION);
+        let mut documented = Vec::new();
+        key_paths(&serde_json::to_value(&example).unwrap(), "", &mut documented);
+        let mut full = example.clone();
+        full.node_id = Some("n".into());
+        full.database.password_file = Some("/p".into());
+        let mut all = Vec::new();
+        key_paths(&serde_json::to_value(&full).unwrap(), "", &mut all);
+        assert_eq!(documented, all);
+    }
+
     #[test]
     fn a_wrong_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
