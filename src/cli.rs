@@ -1,0 +1,51 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "voltvault",
+    version,
+    about = "Payment tokenization and card-data vault for EV charging networks",
+    long_about = "voltvault holds card numbers for EV charging networks: chargers and apps \
+        tokenize cards over mTLS or API keys, charges go to acquirers, and only tokens leave the vault."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service with a configuration file (production).
+    Serve {
+        /// The TOML configuration (see deploy/voltvault.example.toml).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a complete local instance with no setup: SQLite, development
+    /// certificates and everything on loopback.
+    Dev {
+        /// Where the database and development certificates live.
+        #[arg(long, value_name = "DIR", default_value = "voltvault-dev")]
+        data_dir: PathBuf,
+        /// Port of the HTTPS API on 127.0.0.1.
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+        /// Port of the operations listener (healthz, readyz, metrics) on 127.0.0.1.
+        #[arg(long, default_value_t = 9090)]
+        ops_port: u16,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and exit: 0 if it would start, 1 with a one-line reason if not.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        config: PathBuf,
+    },
+}

@@ -1,0 +1,193 @@
+//! Storage ports. The domain talks to these traits; `sqlite` and `postgres`
+//! implement them over sqlx. Every adapter passes the same conformance suite
+//! (tests/api/store.rs).
+
+mod common;
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, ConfigError, DatabaseBackend};
+use crate::idempotency::{Begin, IdempotencyScope};
+use crate::ids::TenantId;
+use crate::tenants::{Tenant, TenantName};
+
+/// Why a storage call failed. Messages are fixed texts: they never carry
+/// values from the rows involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflicts with an existing record ({0})")]
+    Conflict(&'static str),
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("the database failed")]
+    Internal,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict("unique"),
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                StoreError::Conflict("reference")
+            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
+                tracing::warn!(error.kind = "unavailable", "database unreachable");
+                StoreError::Unavailable
+            }
+            _ => {
+                // The code (e.g. a SQLSTATE) says what went wrong without row values.
+                let code = match &error {
+                    sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+                    _ => None,
+                };
+                tracing::error!(db.code = code.as_deref().unwrap_or("-"), "database error");
+                StoreError::Internal
+            }
+        }
+    }
+}
+
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn tenant(&self, id: TenantId) -> Result<Tenant, StoreError>;
+    async fn tenant_by_name(&self, name: &TenantName) -> Result<Tenant, StoreError>;
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
+}
+
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims the key for this request, or says why it cannot be claimed.
+    async fn begin_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        request_hash: &[u8; 32],
+        now: DateTime<Utc>,
+    ) -> Result<Begin, StoreError>;
+    /// Stores the response of a claimed key.
+    async fn complete_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        status: u16,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Releases a claim whose request changed nothing, so it may be retried.
+    async fn abandon_idempotent(&self, scope: &IdempotencyScope) -> Result<(), StoreError>;
+    /// Removes completed keys older than `before`; returns how many.
+    async fn purge_idempotent(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
+/// Everything the service keeps, behind one handle.
+#[async_trait]
+pub trait Store: TenantStore + IdempotencyStore + Send + Sync {
+    fn backend(&self) -> DatabaseBackend;
+    /// A round trip to the database, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Applies pending migrations; returns how many ran.
+    async fn migrate(&self) -> Result<usize, MigrateError>;
+    async fn close(&self);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    #[error("migration failed: {0}")]
+    Failed(String),
+}
+
+impl From<sqlx::migrate::MigrateError> for MigrateError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        MigrateError::Failed(e.to_string())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("database.url: {0}")]
+    Url(String),
+    #[error("database: cannot connect ({0})")]
+    Connect(String),
+}
+
+/// Opens the configured database.
+pub async fn connect(config: &Config) -> Result<Arc<dyn Store>, ConnectError> {
+    match config.database_backend()? {
+        DatabaseBackend::Sqlite => Ok(Arc::new(
+            sqlite::SqliteStore::connect(&config.database.url, config.database.max_connections)
+                .await?,
+        )),
+        DatabaseBackend::Postgres => {
+            let password = config.database_password()?;
+            Ok(Arc::new(
+                postgres::PostgresStore::connect(
+                    &config.database.url,
+                    password.as_ref(),
+                    config.database.max_connections,
+                )
+                .await?,
+            ))
+        }
+    }
+}
+
+/// Describes a connection failure without echoing the URL or a password.
+pub(crate) fn describe_connect_error(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Io(io) => io.kind().to_string(),
+        sqlx::Error::Database(db) => db
+            .code()
+            .map(|c| format!("database error {c}"))
+            .unwrap_or_else(|| "database error".into()),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        sqlx::Error::Tls(_) => "TLS failure".into(),
+        sqlx::Error::Configuration(_) => "invalid connection options".into(),
+        _ => "failed".into(),
+    }
+}
+
+/// Runs the migrator and counts the migrations that were new.
+pub(crate) async fn apply_migrations<'a, A>(
+    migrator: &sqlx::migrate::Migrator,
+    pool: A,
+) -> Result<usize, MigrateError>
+where
+    A: sqlx::Acquire<'a> + Copy,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    let before = applied(pool).await;
+    migrator.run(pool).await?;
+    Ok(applied(pool).await.saturating_sub(before))
+}
+
+async fn applied<'a, A>(pool: A) -> usize
+where
+    A: sqlx::Acquire<'a>,
+    <A::Connection as std::ops::Deref>::Target: sqlx::migrate::Migrate,
+{
+    use sqlx::migrate::Migrate;
+    match pool.acquire().await {
+        Ok(mut conn) => {
+            if conn.ensure_migrations_table().await.is_err() {
+                return 0;
+            }
+            conn.list_applied_migrations()
+                .await
+                .map(|m| m.len())
+                .unwrap_or(0)
+        }
+        Err(_) => 0,
+    }
+}

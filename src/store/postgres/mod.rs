@@ -1,0 +1,67 @@
+//! PostgreSQL adapter: production. Several stateless nodes share one
+//! database; everything they coordinate on is a row lock or a constraint.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{ConnectError, MigrateError, Store, StoreError, describe_connect_error};
+use crate::config::DatabaseBackend;
+use crate::secret::SecretString;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pub(crate) pool: PgPool,
+}
+
+impl PostgresStore {
+    pub async fn connect(
+        url: &str,
+        password: Option<&SecretString>,
+        max_connections: u32,
+    ) -> Result<Self, ConnectError> {
+        let mut options = PgConnectOptions::from_str(url)
+            .map_err(|_| ConnectError::Url("not a valid postgres:// URL".into()))?
+            .application_name("voltvault");
+        if let Some(password) = password {
+            options = options.password(password.expose_secret());
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| ConnectError::Connect(describe_connect_error(&e)))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+super::common::impl_portable_stores!(PostgresStore);
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> DatabaseBackend {
+        DatabaseBackend::Postgres
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<usize, MigrateError> {
+        super::apply_migrations(&MIGRATOR, &self.pool).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,65 @@
+//! SQLite adapter: the embedded default. WAL for concurrent readers,
+//! foreign keys on, `synchronous = FULL` so a commit survives power loss.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::{ConnectError, MigrateError, Store, StoreError, describe_connect_error};
+use crate::config::DatabaseBackend;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, ConnectError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|_| ConnectError::Url("not a valid sqlite: URL".into()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| ConnectError::Connect(describe_connect_error(&e)))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+super::common::impl_portable_stores!(SqliteStore);
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> DatabaseBackend {
+        DatabaseBackend::Sqlite
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn migrate(&self) -> Result<usize, MigrateError> {
+        super::apply_migrations(&MIGRATOR, &self.pool).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,10 @@
+//! One integration binary: the service on port 0 with a fresh database per
+//! test, on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod helpers;
+
+mod binary;
+mod edge;
+mod store;
