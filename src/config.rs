@@ -498,12 +498,18 @@ url = "sqlite://{}/vv.db"
     #[test]
     fn the_example_file_documents_every_key_and_only_real_ones() {
         let example: Config = Figment::new()
-            .merge(Toml::string(include_str!("../deploy/voltvault.example.toml")))
+            .merge(Toml::string(include_str!(
+                "../deploy/voltvault.example.toml"
+            )))
             .extract()
             .unwrap();
         assert_eq!(example.version, CONFIG_VERSION);
         let mut documented = Vec::new();
-        key_paths(&serde_json::to_value(&example).unwrap(), "", &mut documented);
+        key_paths(
+            &serde_json::to_value(&example).unwrap(),
+            "",
+            &mut documented,
+        );
         let mut full = example.clone();
         full.node_id = Some("n".into());
         full.database.password_file = Some("/p".into());

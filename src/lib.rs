@@ -12,6 +12,7 @@ pub mod hardening;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
+pub mod keys;
 pub mod redact;
 pub mod secret;
 pub mod store;
