@@ -13,6 +13,7 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod keys;
+pub mod money;
 pub mod redact;
 pub mod secret;
 pub mod store;
