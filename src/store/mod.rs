@@ -5,6 +5,7 @@
 mod common;
 pub mod postgres;
 pub mod sqlite;
+pub mod tokens;
 
 use std::sync::Arc;
 
@@ -91,7 +92,7 @@ pub trait IdempotencyStore: Send + Sync {
 
 /// Everything the service keeps, behind one handle.
 #[async_trait]
-pub trait Store: TenantStore + IdempotencyStore + Send + Sync {
+pub trait Store: TenantStore + IdempotencyStore + tokens::TokenStore + Send + Sync {
     fn backend(&self) -> DatabaseBackend;
     /// A round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -4,7 +4,9 @@ use chrono::{DateTime, Duration, Utc};
 use voltvault::config::DatabaseBackend;
 use voltvault::idempotency::{Begin, IdempotencyKey, IdempotencyScope};
 use voltvault::ids::TenantId;
+use voltvault::keys::{DataKeyId, SealedRecord};
 use voltvault::store::StoreError;
+use voltvault::store::tokens::{StoredToken, TokenPolicy};
 use voltvault::tenants::{Tenant, TenantName};
 
 use crate::helpers::{Backend, TestDb};
@@ -239,6 +241,174 @@ async fn old_completed_keys_are_purged(backend: Backend) {
     );
 }
 
+fn stored_token(tenant: TenantId, token: &str, fingerprint: u8) -> StoredToken {
+    StoredToken {
+        tenant,
+        token: token.into(),
+        format: "random".into(),
+        brand: "visa".into(),
+        last4: "1111".into(),
+        bin: None,
+        exp_month: 12,
+        exp_year: 2031,
+        fingerprint: [fingerprint; 32],
+        sealed: Some(SealedRecord {
+            data_key_id: DataKeyId(1),
+            format_version: 1,
+            nonce: [9; 12],
+            ciphertext: vec![0xAB; 40],
+        }),
+        metadata: Some(serde_json::json!({"charger": "DE*ABC*E123"})),
+        created_at: at(0),
+        expires_at: None,
+        deleted_at: None,
+    }
+}
+
+async fn tokens_round_trip_and_are_unique_per_tenant(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant("tenant-a");
+    let b = tenant("tenant-b");
+    store.insert_tenant(&a).await.unwrap();
+    store.insert_tenant(&b).await.unwrap();
+    let t = stored_token(a.id, "4000009876541111", 1);
+    store.insert_token(&t).await.unwrap();
+    assert_eq!(store.token(a.id, &t.token).await.unwrap(), t);
+    // The same value in the same tenant clashes; in another tenant it does not.
+    assert!(matches!(
+        store.insert_token(&stored_token(a.id, &t.token, 2)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .insert_token(&stored_token(b.id, &t.token, 2))
+        .await
+        .unwrap();
+    // No read crosses tenants.
+    assert_eq!(
+        store.token(b.id, &t.token).await.unwrap().fingerprint,
+        [2; 32]
+    );
+    assert!(matches!(
+        store.token(a.id, "4000000000001111").await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn fingerprint_lookup_stays_in_its_tenant_and_skips_deleted(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant("tenant-a");
+    let b = tenant("tenant-b");
+    store.insert_tenant(&a).await.unwrap();
+    store.insert_tenant(&b).await.unwrap();
+    store
+        .insert_token(&stored_token(a.id, "4000001111111111", 7))
+        .await
+        .unwrap();
+    let found = store.token_by_fingerprint(a.id, &[7; 32]).await.unwrap();
+    assert_eq!(found.unwrap().token, "4000001111111111");
+    assert!(
+        store
+            .token_by_fingerprint(b.id, &[7; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .shred_token(a.id, "4000001111111111", at(5))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .token_by_fingerprint(a.id, &[7; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn shredding_erases_the_sealed_record_and_keeps_a_tombstone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant("tenant-a");
+    store.insert_tenant(&a).await.unwrap();
+    let t = stored_token(a.id, "4000002222221111", 3);
+    store.insert_token(&t).await.unwrap();
+    assert!(store.shred_token(a.id, &t.token, at(10)).await.unwrap());
+    assert!(!store.shred_token(a.id, &t.token, at(11)).await.unwrap());
+    let tomb = store.token(a.id, &t.token).await.unwrap();
+    assert_eq!(tomb.sealed, None);
+    assert_eq!(tomb.metadata, None);
+    assert_eq!(tomb.deleted_at, Some(at(10)));
+    assert_eq!(tomb.last4, "1111");
+}
+
+async fn expired_tokens_are_shredded_in_batches(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant("tenant-a");
+    store.insert_tenant(&a).await.unwrap();
+    for (i, expiry) in [
+        Some(at(10)),
+        Some(at(20)),
+        Some(at(30)),
+        Some(at(1000)),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut t = stored_token(a.id, &format!("400000333333{i}111"), i as u8);
+        t.expires_at = expiry;
+        store.insert_token(&t).await.unwrap();
+    }
+    assert_eq!(store.shred_expired_tokens(at(100), 2).await.unwrap(), 2);
+    assert_eq!(store.shred_expired_tokens(at(100), 2).await.unwrap(), 1);
+    assert_eq!(store.shred_expired_tokens(at(100), 2).await.unwrap(), 0);
+    assert!(
+        store
+            .token(a.id, "4000003333333111")
+            .await
+            .unwrap()
+            .sealed
+            .is_some()
+    );
+    assert!(
+        store
+            .token(a.id, "4000003333334111")
+            .await
+            .unwrap()
+            .sealed
+            .is_some()
+    );
+}
+
+async fn token_policies_default_and_update(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant("tenant-a");
+    store.insert_tenant(&a).await.unwrap();
+    assert_eq!(
+        store.token_policy(a.id).await.unwrap(),
+        TokenPolicy::default()
+    );
+    let policy = TokenPolicy {
+        keep_bin: true,
+        deterministic: true,
+    };
+    store.set_token_policy(a.id, policy).await.unwrap();
+    assert_eq!(store.token_policy(a.id).await.unwrap(), policy);
+    store
+        .set_token_policy(a.id, TokenPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.token_policy(a.id).await.unwrap(),
+        TokenPolicy::default()
+    );
+}
+
 crate::on_both_databases!(
     migrations_apply_once_and_report_the_backend,
     tenants_round_trip,
@@ -249,4 +419,9 @@ crate::on_both_databases!(
     concurrent_claims_of_one_key_have_one_winner,
     an_idempotency_key_for_an_unknown_tenant_is_refused,
     old_completed_keys_are_purged,
+    tokens_round_trip_and_are_unique_per_tenant,
+    fingerprint_lookup_stays_in_its_tenant_and_skips_deleted,
+    shredding_erases_the_sealed_record_and_keeps_a_tombstone,
+    expired_tokens_are_shredded_in_batches,
+    token_policies_default_and_update,
 );

@@ -45,6 +45,7 @@ impl PostgresStore {
 }
 
 super::common::impl_portable_stores!(PostgresStore);
+super::tokens::impl_token_store!(PostgresStore);
 
 #[async_trait]
 impl Store for PostgresStore {
