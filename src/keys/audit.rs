@@ -43,6 +43,9 @@ pub enum KeyEvent {
         from: KekVersion,
         to: KekVersion,
     },
+    DataKeyRetired {
+        id: DataKeyId,
+    },
 }
 
 impl KeyEvent {
@@ -57,6 +60,7 @@ impl KeyEvent {
             KeyEvent::DataKeyCreated { .. } => "key.data_key.created",
             KeyEvent::DataKeyLoaded { .. } => "key.data_key.loaded",
             KeyEvent::DataKeyRewrapped { .. } => "key.data_key.rewrapped",
+            KeyEvent::DataKeyRetired { .. } => "key.data_key.retired",
         }
     }
 }

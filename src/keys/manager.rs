@@ -246,7 +246,12 @@ impl KeyManager {
             Err(e) => return Err(storage(e)),
         };
         if record.state == DataKeyState::Retired {
-            return Err(KeyError::NotFound(format!("data key {} is retired", id.0)));
+            // A node still holding a demoted key may have written after the
+            // retirement scan; reading beats losing the record.
+            tracing::warn!(
+                data_key = id.0,
+                "record under a retired data key; run `voltvault keys reencrypt`"
+            );
         }
         let handle = self.cache.get_or_unwrap(id, &record.wrapped).await?;
         self.audit.record(KeyEvent::DataKeyLoaded { id }).await?;
@@ -522,6 +527,16 @@ impl KeyManager {
                 })
                 .collect(),
         })
+    }
+
+    /// Marks a data key retired (no record uses it) and drops it from the cache.
+    pub async fn retire_data_key(&self, id: DataKeyId) -> Result<(), KeyError> {
+        self.store
+            .set_data_key_state(id, DataKeyState::Retired)
+            .await
+            .map_err(storage)?;
+        self.cache.evict(id);
+        self.audit.record(KeyEvent::DataKeyRetired { id }).await
     }
 
     /// The wrapped form of a data key, for tests and diagnostics.

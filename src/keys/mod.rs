@@ -24,6 +24,7 @@ pub mod audit;
 mod envelope;
 pub mod manager;
 pub mod pkcs11;
+pub mod reencrypt;
 #[cfg(test)]
 mod softhsm_tests;
 pub mod software;
@@ -38,6 +39,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 pub use audit::{KeyAuditSink, KeyEvent, MemoryAuditSink};
 pub use envelope::{DataKeyCache, DataKeyHandle, RECORD_FORMAT_V1, RecordCipher, SealedRecord};
 pub use manager::{KeyManager, KeyStatus, RotationPolicy};
+pub use reencrypt::{ReencryptReport, SealedRecords, StoredRecord};
 
 /// Failures of the key layer. Messages name keys by label or version only;
 /// they never carry key bytes, PINs, passphrases or plaintext.

@@ -6,10 +6,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use voltvault::clock::{Environment, FixedClock, OsRandom};
 use voltvault::keys::pkcs11::Pkcs11Provider;
+use voltvault::keys::reencrypt::RecordCursor;
 use voltvault::keys::testing::TestToken;
 use voltvault::keys::{
     DataKeyId, KekVersion, KeyCheckValue, KeyError, KeyEvent, KeyManager, KeyProvider,
-    MemoryAuditSink, RotationPolicy, WrappedDataKey,
+    MemoryAuditSink, RotationPolicy, SealedRecord, SealedRecords, StoredRecord, WrappedDataKey,
 };
 use voltvault::store::StoreError;
 use voltvault::store::data_keys::{DataKeyState, DataKeyStore, KekRecord, KekState};
@@ -467,7 +468,155 @@ async fn a_substituted_kek_is_refused_at_start_up(backend: Backend) {
     );
 }
 
+/// The records table of the cards module, held in memory: a stand-in for a
+/// port this layer does not own.
+#[derive(Default)]
+struct MemoryRecords {
+    rows: std::sync::Mutex<std::collections::BTreeMap<(String, String), SealedRecord>>,
+    /// Fault injection: `replace` fails after this many successes.
+    crash_after: std::sync::Mutex<Option<usize>>,
+}
+
+#[async_trait::async_trait]
+impl SealedRecords for MemoryRecords {
+    async fn not_under(
+        &self,
+        key: DataKeyId,
+        after: Option<&RecordCursor>,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, KeyError> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows
+            .iter()
+            .filter(|((t, r), s)| {
+                s.data_key_id != key
+                    && after.is_none_or(|c| (t.as_str(), r.as_str()) > (&c.tenant, &c.record_id))
+            })
+            .take(limit)
+            .map(|((t, r), s)| StoredRecord {
+                tenant: t.clone(),
+                record_id: r.clone(),
+                sealed: s.clone(),
+            })
+            .collect())
+    }
+
+    async fn count_not_under(&self, key: DataKeyId) -> Result<u64, KeyError> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows.values().filter(|s| s.data_key_id != key).count() as u64)
+    }
+
+    async fn count_by_data_key(&self) -> Result<Vec<(DataKeyId, u64)>, KeyError> {
+        let mut counts = std::collections::BTreeMap::new();
+        for s in self.rows.lock().unwrap().values() {
+            *counts.entry(s.data_key_id).or_insert(0u64) += 1;
+        }
+        Ok(counts.into_iter().collect())
+    }
+
+    async fn replace(&self, record: &StoredRecord, new: &SealedRecord) -> Result<bool, KeyError> {
+        if let Some(left) = self.crash_after.lock().unwrap().as_mut() {
+            if *left == 0 {
+                return Err(KeyError::Storage("injected crash".into()));
+            }
+            *left -= 1;
+        }
+        let mut rows = self.rows.lock().unwrap();
+        let slot = rows
+            .get_mut(&(record.tenant.clone(), record.record_id.clone()))
+            .unwrap();
+        if *slot != record.sealed {
+            return Ok(false);
+        }
+        *slot = new.clone();
+        Ok(true)
+    }
+}
+
+impl MemoryRecords {
+    fn insert(&self, tenant: &str, id: &str, sealed: SealedRecord) {
+        self.rows
+            .lock()
+            .unwrap()
+            .insert((tenant.into(), id.into()), sealed);
+    }
+}
+
+async fn rotate_kek_then_reencrypt_leaves_nothing_on_old_keys_and_resumes_after_a_crash(
+    backend: Backend,
+) {
+    let h = Harness::new(backend).await;
+    let keys = h.manager(RotationPolicy::default()).await;
+    keys.record_initial_kek().await.unwrap();
+    let records = MemoryRecords::default();
+    for i in 0..25 {
+        let tenant = if i % 2 == 0 { "acme" } else { "beta" };
+        let id = format!("tok_{i:02}");
+        let pan = format!("41111111111{i:05}");
+        records.insert(
+            tenant,
+            &id,
+            keys.seal(tenant, &id, pan.as_bytes()).await.unwrap(),
+        );
+    }
+    let old_key = keys.active_data_key_id().await.unwrap();
+
+    keys.rotate_kek().await.unwrap();
+    let new_key = keys.rotate_data_key().await.unwrap();
+    assert_ne!(old_key, new_key);
+
+    // First run dies after 10 records.
+    *records.crash_after.lock().unwrap() = Some(10);
+    let mut seen = Vec::new();
+    let err = keys
+        .reencrypt(&records, 4, &mut |done, total| seen.push((done, total)))
+        .await
+        .unwrap_err();
+    assert_eq!(err, KeyError::Storage("injected crash".into()));
+    assert_eq!(records.count_not_under(new_key).await.unwrap(), 15);
+    assert_eq!(seen.first(), Some(&(4, 25)));
+
+    // The service keeps writing meanwhile.
+    records.insert(
+        "acme",
+        "tok_new",
+        keys.seal("acme", "tok_new", b"5555555555554444")
+            .await
+            .unwrap(),
+    );
+
+    *records.crash_after.lock().unwrap() = None;
+    let mut last = (0, 0);
+    let report = keys
+        .reencrypt(&records, 4, &mut |done, total| last = (done, total))
+        .await
+        .unwrap();
+    assert_eq!(report.moved, 15);
+    assert_eq!(report.retired_keys, 1);
+    assert_eq!(last, (15, 15));
+    assert_eq!(records.count_not_under(new_key).await.unwrap(), 0);
+
+    let status = keys.status().await.unwrap();
+    let old = status.data_keys.iter().find(|d| d.id == old_key).unwrap();
+    assert_eq!(old.state, DataKeyState::Retired);
+
+    // Every record opens in a fresh process, all under the new key.
+    let reader = h.manager(RotationPolicy::default()).await;
+    let rows = records.rows.lock().unwrap().clone();
+    for ((tenant, id), sealed) in rows {
+        assert_eq!(sealed.data_key_id, new_key);
+        let plain = reader.open(&tenant, &id, &sealed).await.unwrap();
+        if let Some(i) = id.strip_prefix("tok_").and_then(|n| n.parse::<u32>().ok()) {
+            assert_eq!(
+                plain.expose_secret(),
+                format!("41111111111{i:05}").as_bytes()
+            );
+        }
+    }
+}
+
 crate::on_both_databases!(
+    rotate_kek_then_reencrypt_leaves_nothing_on_old_keys_and_resumes_after_a_crash,
     the_kek_registry_keeps_one_active_kek,
     data_keys_rotate_reserve_and_rewrap,
     a_data_key_under_an_unrecorded_kek_is_refused,
