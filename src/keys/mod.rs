@@ -20,8 +20,11 @@
 //! KEKs are versioned (`voltvault-kek-v<N>`): `rotate-kek` creates version
 //! N+1, rewraps every data key, and only then destroys version N.
 
+pub mod audit;
 mod envelope;
+pub mod manager;
 pub mod pkcs11;
+pub mod reencrypt;
 #[cfg(test)]
 mod softhsm_tests;
 pub mod software;
@@ -33,7 +36,10 @@ use std::fmt;
 use async_trait::async_trait;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
+pub use audit::{KeyAuditSink, KeyEvent, MemoryAuditSink};
 pub use envelope::{DataKeyCache, DataKeyHandle, RECORD_FORMAT_V1, RecordCipher, SealedRecord};
+pub use manager::{KeyManager, KeyStatus, RotationPolicy};
+pub use reencrypt::{ReencryptReport, SealedRecords, StoredRecord};
 
 /// Failures of the key layer. Messages name keys by label or version only;
 /// they never carry key bytes, PINs, passphrases or plaintext.
@@ -57,6 +63,9 @@ pub enum KeyError {
         "the software KEK could not be unsealed: wrong passphrase or shares, or a damaged file"
     )]
     UnsealFailed,
+    /// The key registry in the database failed (fixed texts from the store).
+    #[error("key registry: {0}")]
+    Storage(String),
     /// Anything else the provider reported; details go to the log, not the caller.
     #[error("key provider error: {0}")]
     Provider(String),
@@ -72,6 +81,7 @@ impl KeyError {
             KeyError::NotFound(_) => "key_not_found",
             KeyError::Misconfigured(_) => "key_provider_misconfigured",
             KeyError::UnsealFailed => "key_unseal_failed",
+            KeyError::Storage(_) => "key_storage_error",
             KeyError::Provider(_) => "key_provider_error",
         }
     }

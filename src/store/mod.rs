@@ -3,6 +3,7 @@
 //! (tests/api/store.rs).
 
 mod common;
+pub mod data_keys;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
@@ -16,6 +17,8 @@ use crate::config::{Config, ConfigError, DatabaseBackend};
 use crate::idempotency::{Begin, IdempotencyScope};
 use crate::ids::TenantId;
 use crate::tenants::{Tenant, TenantName};
+
+pub use data_keys::{DataKeyRecord, DataKeyState, DataKeyStore, KekRecord, KekState};
 
 /// Why a storage call failed. Messages are fixed texts: they never carry
 /// values from the rows involved.
@@ -92,8 +95,12 @@ pub trait IdempotencyStore: Send + Sync {
 
 /// Everything the service keeps, behind one handle.
 #[async_trait]
-pub trait Store: TenantStore + IdempotencyStore + tokens::TokenStore + Send + Sync {
+pub trait Store:
+    TenantStore + IdempotencyStore + DataKeyStore + tokens::TokenStore + Send + Sync
+{
     fn backend(&self) -> DatabaseBackend;
+    /// The same store seen through its key-registry port (for `KeyManager`).
+    fn data_key_store(self: Arc<Self>) -> Arc<dyn DataKeyStore>;
     /// A round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     /// Applies pending migrations; returns how many ran.

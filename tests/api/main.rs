@@ -7,4 +7,5 @@ mod helpers;
 
 mod binary;
 mod edge;
+mod keys;
 mod store;

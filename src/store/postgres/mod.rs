@@ -45,12 +45,17 @@ impl PostgresStore {
 }
 
 super::common::impl_portable_stores!(PostgresStore);
+super::data_keys::impl_data_key_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
 
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> DatabaseBackend {
         DatabaseBackend::Postgres
+    }
+
+    fn data_key_store(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn super::DataKeyStore> {
+        self
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -43,12 +43,17 @@ impl SqliteStore {
 }
 
 super::common::impl_portable_stores!(SqliteStore);
+super::data_keys::impl_data_key_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
 
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> DatabaseBackend {
         DatabaseBackend::Sqlite
+    }
+
+    fn data_key_store(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn super::DataKeyStore> {
+        self
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
