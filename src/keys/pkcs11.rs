@@ -12,9 +12,11 @@
 //! - A token-loss return code marks the connection down: idle sessions are
 //!   dropped, [`KeyProvider::health`] answers false, key operations fail with
 //!   [`KeyError::Unavailable`] (a 503), and the next operation after an
-//!   exponential backoff tries to find the token again. Each operation is a
-//!   single HSM round trip or fails before returning anything, so a lost
-//!   token never leaves a half-written result for the caller to store.
+//!   exponential backoff tries to find the token again. An operation
+//!   returns a complete result or an error, never part of one, so a lost
+//!   token leaves nothing half-written for the caller to store.
+//! - While down, reconnect attempts run under the connection lock: callers
+//!   queue behind one attempt instead of each probing the HSM.
 //!
 //! Objects (all by label):
 //! - `voltvault-kek-v<N>`: AES-256 token object, sensitive, never
