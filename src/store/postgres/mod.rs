@@ -45,6 +45,7 @@ impl PostgresStore {
 }
 
 super::common::impl_portable_stores!(PostgresStore);
+super::audit_sql::impl_audit_store!(PostgresStore);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -43,6 +43,7 @@ impl SqliteStore {
 }
 
 super::common::impl_portable_stores!(SqliteStore);
+super::audit_sql::impl_audit_store!(SqliteStore);
 
 #[async_trait]
 impl Store for SqliteStore {
