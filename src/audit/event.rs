@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::TenantId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     /// A charger authenticated by its client certificate.
@@ -21,7 +21,7 @@ pub enum ActorKind {
     Anonymous,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Success,
@@ -78,5 +78,49 @@ impl AuditEvent {
     pub fn with_tenant(mut self, tenant: TenantId) -> Self {
         self.tenant = Some(tenant);
         self
+    }
+}
+
+impl ActorKind {
+    /// The stored and hashed name; stable across versions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::Charger => "charger",
+            ActorKind::Client => "client",
+            ActorKind::Staff => "staff",
+            ActorKind::System => "system",
+            ActorKind::Anonymous => "anonymous",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "charger" => ActorKind::Charger,
+            "client" => ActorKind::Client,
+            "staff" => ActorKind::Staff,
+            "system" => ActorKind::System,
+            "anonymous" => ActorKind::Anonymous,
+            _ => return None,
+        })
+    }
+}
+
+impl Outcome {
+    /// The stored and hashed name; stable across versions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "success" => Outcome::Success,
+            "failure" => Outcome::Failure,
+            "denied" => Outcome::Denied,
+            _ => return None,
+        })
     }
 }

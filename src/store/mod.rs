@@ -2,6 +2,7 @@
 //! implement them over sqlx. Every adapter passes the same conformance suite
 //! (tests/api/store.rs).
 
+mod audit_sql;
 mod common;
 pub mod data_keys;
 pub mod postgres;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::audit::{AuditQuery, AuditRecord, Checkpoint};
 use crate::config::{Config, ConfigError, DatabaseBackend};
 use crate::idempotency::{Begin, IdempotencyScope};
 use crate::ids::TenantId;
@@ -93,10 +95,45 @@ pub trait IdempotencyStore: Send + Sync {
     async fn purge_idempotent(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
+/// Where a node's chain ends, for a writer that resumes it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditHead {
+    /// The last record (or, once all were archived, the last checkpoint).
+    pub last: Option<(u64, [u8; 32])>,
+    pub last_checkpoint_seq: Option<u64>,
+}
+
+/// The audit trail: append-only. There is no update or delete here; the
+/// database refuses both (see migrations/*/0003_audit.sql).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    async fn audit_head(&self, node_id: &str) -> Result<AuditHead, StoreError>;
+    /// Writes the records (and a checkpoint) in one transaction.
+    async fn append_audit(
+        &self,
+        records: &[AuditRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError>;
+    /// Every node that has written a record or a checkpoint.
+    async fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;
+    /// A node's records after `after_seq`, in sequence order.
+    async fn audit_chain_page(
+        &self,
+        node_id: &str,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<AuditRecord>, StoreError>;
+    async fn audit_checkpoints(&self, node_id: &str) -> Result<Vec<Checkpoint>, StoreError>;
+    /// The last sequence number a retention archive took out of the table.
+    async fn audit_archived_through(&self, node_id: &str) -> Result<Option<u64>, StoreError>;
+    /// One page of records matching the query, by (time, node, sequence).
+    async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
 /// Everything the service keeps, behind one handle.
 #[async_trait]
 pub trait Store:
-    TenantStore + IdempotencyStore + DataKeyStore + tokens::TokenStore + Send + Sync
+    TenantStore + IdempotencyStore + DataKeyStore + AuditStore + tokens::TokenStore + Send + Sync
 {
     fn backend(&self) -> DatabaseBackend;
     /// The same store seen through its key-registry port (for `KeyManager`).

@@ -147,7 +147,10 @@ impl TokenService {
             .fingerprint(&tenant.to_string(), pan.expose_digits().as_bytes())
             .await?;
         if policy.deterministic
-            && let Some(existing) = self.store.token_by_fingerprint(tenant, &fingerprint).await?
+            && let Some(existing) = self
+                .store
+                .token_by_fingerprint(tenant, &fingerprint)
+                .await?
         {
             self.audit(caller, "token.tokenize", Outcome::Success, &existing.token)
                 .await?;
@@ -392,10 +395,15 @@ fn check_metadata(metadata: Option<&serde_json::Value>) -> Result<(), TokenServi
             _ => return Err(TokenServiceError::Metadata("values must be scalars")),
         };
         if key.len() > 40 || text.len() > 500 {
-            return Err(TokenServiceError::Metadata("keys up to 40, values up to 500 characters"));
+            return Err(TokenServiceError::Metadata(
+                "keys up to 40, values up to 500 characters",
+            ));
         }
-        if crate::redact::mask_pans(key) != key.as_str() || crate::redact::mask_pans(&text) != text {
-            return Err(TokenServiceError::Metadata("must not contain a card number"));
+        if crate::redact::mask_pans(key) != key.as_str() || crate::redact::mask_pans(&text) != text
+        {
+            return Err(TokenServiceError::Metadata(
+                "must not contain a card number",
+            ));
         }
     }
     Ok(())

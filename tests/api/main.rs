@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod audit;
 mod binary;
 mod edge;
 mod keys;

@@ -46,6 +46,7 @@ impl PostgresStore {
 
 super::common::impl_portable_stores!(PostgresStore);
 super::data_keys::impl_data_key_store!(PostgresStore);
+super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
 
 #[async_trait]

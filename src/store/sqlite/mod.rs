@@ -44,6 +44,7 @@ impl SqliteStore {
 
 super::common::impl_portable_stores!(SqliteStore);
 super::data_keys::impl_data_key_store!(SqliteStore);
+super::audit_sql::impl_audit_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
 
 #[async_trait]

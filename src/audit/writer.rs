@@ -1,0 +1,289 @@
+//! The one writer per node. Callers hand events to a queue and wait; the
+//! writer takes everything waiting (up to a batch), links it onto the
+//! node's chain and commits it in one transaction (group commit), then
+//! answers every caller. If the commit fails, every caller of that batch
+//! gets `Unavailable` and the writer re-reads its head from the database
+//! before the next batch, so the chain never forks.
+//!
+//! Two processes must not share a node id; if they do, the primary key on
+//! (node, seq) refuses the second writer's records rather than fork the chain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::record::{AuditRecord, GENESIS_HASH};
+use super::seal::{Checkpoint, CheckpointSealer};
+use super::{AuditError, AuditEvent, AuditSink, Outcome};
+use crate::clock::Clock;
+use crate::store::AuditStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Most events in one transaction.
+    pub max_batch: usize,
+    /// Events waiting for the writer before callers are told `Unavailable`.
+    pub queue: usize,
+    /// A checkpoint after this many records...
+    pub checkpoint_every: u64,
+    /// ...or this long after the last one, whichever comes first.
+    pub checkpoint_interval: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            queue: 8192,
+            checkpoint_every: 1000,
+            checkpoint_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), AuditError>>;
+
+enum Command {
+    Record(AuditEvent, Ack),
+    /// Seals a checkpoint at the current head (if it moved) and answers.
+    Checkpoint(Ack),
+}
+
+/// The handle callers use; cheap to clone. Implements [`AuditSink`].
+#[derive(Clone)]
+pub struct AuditWriter {
+    node_id: Arc<str>,
+    commands: mpsc::Sender<Command>,
+    clock: Arc<dyn Clock>,
+}
+
+/// The writer task; `stop` records the end of logging and a last checkpoint.
+pub struct WriterTask {
+    handle: AuditWriter,
+    task: JoinHandle<()>,
+}
+
+impl AuditWriter {
+    /// Starts the writer for `node_id` and records `audit.start` through it:
+    /// if that cannot be made durable, the service must not start.
+    pub async fn start(
+        store: Arc<dyn AuditStore>,
+        sealer: Arc<dyn CheckpointSealer>,
+        clock: Arc<dyn Clock>,
+        node_id: &str,
+        config: WriterConfig,
+    ) -> Result<WriterTask, AuditError> {
+        let (commands, receiver) = mpsc::channel(config.queue.max(1));
+        let node_id: Arc<str> = node_id.into();
+        let chain = Chain {
+            store,
+            sealer,
+            clock: clock.clone(),
+            node_id: node_id.clone(),
+            config,
+            head: None,
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
+        };
+        let task = tokio::spawn(chain.run(receiver));
+        let handle = AuditWriter {
+            node_id,
+            commands,
+            clock,
+        };
+        let started = WriterTask { handle, task };
+        let event = AuditEvent::system("audit.start", started.handle.clock.now(), Outcome::Success);
+        started.handle.record(event).await?;
+        Ok(started)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Seals a checkpoint at the current head now.
+    pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        let (ack, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Checkpoint(ack))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.map_err(|_| AuditError::Unavailable)?
+    }
+}
+
+#[async_trait]
+impl AuditSink for AuditWriter {
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let (ack, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Record(event, ack))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.map_err(|_| AuditError::Unavailable)?
+    }
+}
+
+impl WriterTask {
+    pub fn handle(&self) -> AuditWriter {
+        self.handle.clone()
+    }
+
+    /// Records `audit.stop`, seals the head and ends the task once every
+    /// handle is gone. Stopping is best effort: a failure is logged.
+    pub async fn stop(self) {
+        let event = AuditEvent::system("audit.stop", self.handle.clock.now(), Outcome::Success);
+        if self.handle.record(event).await.is_err() || self.handle.checkpoint().await.is_err() {
+            tracing::error!("the audit trail could not record its stop");
+        }
+        drop(self.handle);
+        // Other clones may still be held by request handlers; do not wait on them forever.
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+    }
+}
+
+/// The state the writer task owns.
+struct Chain {
+    store: Arc<dyn AuditStore>,
+    sealer: Arc<dyn CheckpointSealer>,
+    clock: Arc<dyn Clock>,
+    node_id: Arc<str>,
+    config: WriterConfig,
+    /// The last committed record; `None` means "read it from the database".
+    head: Option<(u64, [u8; 32])>,
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
+}
+
+impl Chain {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Command>) {
+        let mut tick = tokio::time::interval(self.config.checkpoint_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = receiver.recv() => {
+                    let Some(command) = command else { break };
+                    let mut batch = vec![command];
+                    while batch.len() < self.config.max_batch {
+                        match receiver.try_recv() {
+                            Ok(next) => batch.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(batch).await;
+                }
+                _ = tick.tick() => {
+                    if self.since_checkpoint > 0
+                        && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval
+                        && self.commit(Vec::new(), true).await.is_err()
+                    {
+                        tracing::error!("the audit trail could not seal a checkpoint");
+                    }
+                }
+            }
+        }
+    }
+
+    async fn process(&mut self, batch: Vec<Command>) {
+        let mut events = Vec::with_capacity(batch.len());
+        let mut acks = Vec::with_capacity(batch.len());
+        let mut seal = false;
+        for command in batch {
+            match command {
+                Command::Record(event, ack) => {
+                    events.push(event);
+                    acks.push(ack);
+                }
+                Command::Checkpoint(ack) => {
+                    seal = true;
+                    acks.push(ack);
+                }
+            }
+        }
+        let result = self.commit(events, seal).await;
+        if result.is_err() {
+            tracing::error!("audit events could not be committed; their requests fail");
+        }
+        for ack in acks {
+            // A caller that gave up waiting is no one's concern here.
+            let _ = ack.send(
+                result
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|_| AuditError::Unavailable),
+            );
+        }
+    }
+
+    /// Links and commits `events`, sealing a checkpoint when one is due or
+    /// `force_seal` asks for it. On failure nothing of the batch is kept.
+    async fn commit(
+        &mut self,
+        events: Vec<AuditEvent>,
+        force_seal: bool,
+    ) -> Result<(), AuditError> {
+        let (mut seq, mut prev) = match self.head {
+            Some(head) => head,
+            None => self.resume().await?,
+        };
+        let records: Vec<AuditRecord> = events
+            .into_iter()
+            .map(|event| {
+                seq += 1;
+                let record = AuditRecord::link(&self.node_id, seq, prev, event);
+                prev = record.record_hash;
+                record
+            })
+            .collect();
+        let pending = self.since_checkpoint + records.len() as u64;
+        let due = pending >= self.config.checkpoint_every
+            || (force_seal && pending > 0)
+            || (pending > 0 && self.last_checkpoint.elapsed() >= self.config.checkpoint_interval);
+        let checkpoint = if due && seq > 0 {
+            let at_us = self.clock.now().timestamp_micros();
+            let sealed = Checkpoint::seal(self.sealer.as_ref(), &self.node_id, seq, prev, at_us)
+                .await
+                .map_err(|_| AuditError::Unavailable)?;
+            Some(sealed)
+        } else {
+            None
+        };
+        if records.is_empty() && checkpoint.is_none() {
+            return Ok(());
+        }
+        if let Err(error) = self.store.append_audit(&records, checkpoint.as_ref()).await {
+            tracing::error!(%error, "audit append failed");
+            // The commit may or may not have happened; ask the database next time.
+            self.head = None;
+            return Err(AuditError::Unavailable);
+        }
+        self.head = Some((seq, prev));
+        if checkpoint.is_some() {
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        } else {
+            self.since_checkpoint = pending;
+        }
+        Ok(())
+    }
+
+    /// Reads where this node's chain ends.
+    async fn resume(&mut self) -> Result<(u64, [u8; 32]), AuditError> {
+        let head = self
+            .store
+            .audit_head(&self.node_id)
+            .await
+            .map_err(|error| {
+                tracing::error!(%error, "cannot read the audit chain head");
+                AuditError::Unavailable
+            })?;
+        let last = head.last.unwrap_or((0, GENESIS_HASH));
+        self.since_checkpoint = last.0 - head.last_checkpoint_seq.unwrap_or(0).min(last.0);
+        self.head = Some(last);
+        Ok(last)
+    }
+}

@@ -1,0 +1,557 @@
+//! The audit trail on both databases: group-committed chains per node,
+//! tampering of every kind named by the verifier, append-only tables,
+//! fail-closed writes, search, export, and no card number anywhere.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::Connection;
+use voltvault::audit::{
+    ActorKind, AuditEvent, AuditLog, AuditQuery, AuditRecord, AuditSink, AuditWriter,
+    CheckpointSealer, ExportFormat, Outcome, ProblemKind, Reader, SoftwareSealer, WriterConfig,
+    WriterTask, verify_all,
+};
+use voltvault::clock::{Clock, FixedClock};
+use voltvault::store::Store;
+
+use crate::helpers::{Backend, TestDb, contains_bytes};
+
+const PAN: &str = "4111111111111111";
+
+fn at(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_764_000_000 + secs, 0).unwrap()
+}
+
+fn sealer() -> Arc<dyn CheckpointSealer> {
+    Arc::new(SoftwareSealer::new("test-audit-1", &[42; 32]))
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(FixedClock::new(at(0)))
+}
+
+/// Checkpoints only when asked, so each test decides what is sealed.
+fn manual_checkpoints() -> WriterConfig {
+    WriterConfig {
+        checkpoint_every: u64::MAX,
+        checkpoint_interval: Duration::from_secs(3600),
+        ..WriterConfig::default()
+    }
+}
+
+async fn writer(store: &Arc<dyn Store>, node: &str) -> WriterTask {
+    let store: Arc<dyn voltvault::store::AuditStore> = store.clone();
+    AuditWriter::start(store, sealer(), clock(), node, manual_checkpoints())
+        .await
+        .unwrap()
+}
+
+fn event(i: i64) -> AuditEvent {
+    AuditEvent {
+        event_type: if i % 2 == 0 {
+            "token.tokenize".into()
+        } else {
+            "token.detokenize".into()
+        },
+        at: at(i),
+        actor_kind: ActorKind::Client,
+        actor_id: format!("app-{}", i % 3),
+        tenant: None,
+        outcome: if i % 5 == 0 {
+            Outcome::Denied
+        } else {
+            Outcome::Success
+        },
+        origin: Some("192.0.2.10".into()),
+        resource: Some(format!("tok_{i}")),
+        request_id: Some(format!("req-{i}")),
+        reason: None,
+    }
+}
+
+async fn verify(store: &Arc<dyn Store>) -> voltvault::audit::VerifyReport {
+    verify_all(store.as_ref(), sealer().as_ref()).await.unwrap()
+}
+
+/// A chain of 21 records on node `n1` (audit.start + 20 events), sealed at 21.
+async fn sealed_chain(db: &TestDb) -> Arc<dyn Store> {
+    let store = db.store().await;
+    let task = writer(&store, "n1").await;
+    let sink = task.handle();
+    for i in 1..=20 {
+        sink.record(event(i)).await.unwrap();
+    }
+    sink.checkpoint().await.unwrap();
+    drop(sink);
+    store
+}
+
+/// Runs SQL as someone who got around the service: on PostgreSQL a
+/// superuser with triggers off, on SQLite someone who can write the file.
+async fn tamper(db: &TestDb, statements: &[&str]) {
+    match db.backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("SET session_replication_role = replica")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            for sql in statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            for trigger in [
+                "audit_events_no_update",
+                "audit_events_delete_archived_only",
+            ] {
+                sqlx::query(&format!("DROP TRIGGER IF EXISTS {trigger}"))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            for sql in statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+    }
+}
+
+async fn first_problem(store: &Arc<dyn Store>) -> (u64, ProblemKind) {
+    let report = verify(store).await;
+    assert!(!report.ok);
+    let problem = report.nodes[0].problem.clone().unwrap();
+    (problem.seq, problem.kind)
+}
+
+async fn an_intact_chain_verifies(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    let node = &report.nodes[0];
+    assert_eq!(node.node_id, "n1");
+    assert_eq!((node.records_checked, node.last_sealed_seq), (21, Some(21)));
+}
+
+async fn an_edited_field_is_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    tamper(
+        &db,
+        &["UPDATE audit_events SET actor_id = 'someone-else' WHERE node_id = 'n1' AND seq = 7"],
+    )
+    .await;
+    assert_eq!(first_problem(&store).await, (7, ProblemKind::Modified));
+}
+
+async fn a_deleted_record_is_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    tamper(
+        &db,
+        &["DELETE FROM audit_events WHERE node_id = 'n1' AND seq = 7"],
+    )
+    .await;
+    assert_eq!(first_problem(&store).await, (7, ProblemKind::Missing));
+}
+
+async fn an_inserted_record_is_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    // Make room at 7, then forge a record that links correctly to 6.
+    tamper(
+        &db,
+        &[
+            "UPDATE audit_events SET seq = seq + 1000 WHERE node_id = 'n1' AND seq >= 7",
+            "UPDATE audit_events SET seq = seq - 999 WHERE node_id = 'n1' AND seq >= 1007",
+        ],
+    )
+    .await;
+    let six = store.audit_chain_page("n1", 5, 1).await.unwrap().remove(0);
+    let forged = AuditRecord::link("n1", 7, six.record_hash, event(99));
+    store.append_audit(&[forged], None).await.unwrap();
+    assert_eq!(first_problem(&store).await, (7, ProblemKind::Inserted));
+}
+
+async fn swapped_records_are_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    tamper(
+        &db,
+        &[
+            "UPDATE audit_events SET seq = 100007 WHERE node_id = 'n1' AND seq = 7",
+            "UPDATE audit_events SET seq = 7 WHERE node_id = 'n1' AND seq = 12",
+            "UPDATE audit_events SET seq = 12 WHERE node_id = 'n1' AND seq = 100007",
+        ],
+    )
+    .await;
+    assert_eq!(first_problem(&store).await, (7, ProblemKind::Reordered));
+}
+
+async fn a_cut_tail_is_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    tamper(
+        &db,
+        &["DELETE FROM audit_events WHERE node_id = 'n1' AND seq >= 18"],
+    )
+    .await;
+    assert_eq!(first_problem(&store).await, (18, ProblemKind::Truncated));
+}
+
+async fn a_recomputed_chain_fails_at_its_checkpoint(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    // Rewrite record 7 and recompute every hash after it: only the seal can tell.
+    let mut records = store.audit_chain_page("n1", 6, 100).await.unwrap();
+    let mut prev = store.audit_chain_page("n1", 5, 1).await.unwrap()[0].record_hash;
+    tamper(
+        &db,
+        &["DELETE FROM audit_events WHERE node_id = 'n1' AND seq >= 7"],
+    )
+    .await;
+    records[0].actor_id = "someone-else".into();
+    for r in &mut records {
+        r.prev_hash = prev;
+        r.record_hash = r.compute_hash();
+        prev = r.record_hash;
+    }
+    store.append_audit(&records, None).await.unwrap();
+    assert_eq!(
+        first_problem(&store).await,
+        (1, ProblemKind::CheckpointMismatch)
+    );
+}
+
+async fn a_forged_checkpoint_is_named(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    let other_key = SoftwareSealer::new("test-audit-1", &[1; 32]);
+    let head = store.audit_chain_page("n1", 20, 1).await.unwrap().remove(0);
+    let forged = voltvault::audit::Checkpoint::seal(&other_key, "n1", 21, head.record_hash, 0)
+        .await
+        .unwrap();
+    let mut forged_later = forged.clone();
+    forged_later.seq = 25;
+    store.append_audit(&[], Some(&forged_later)).await.unwrap();
+    assert_eq!(
+        first_problem(&store).await,
+        (25, ProblemKind::CheckpointForged)
+    );
+}
+
+async fn the_service_cannot_change_or_remove_audit_rows(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = sealed_chain(&db).await;
+    let refused = |sql: &'static str, why: &'static str| {
+        let url = db.url.clone();
+        async move {
+            let result = match backend {
+                Backend::Postgres => {
+                    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                    sqlx::query(sql).execute(&mut conn).await.map(|_| ())
+                }
+                Backend::Sqlite => {
+                    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                    sqlx::query(sql).execute(&mut conn).await.map(|_| ())
+                }
+            };
+            let error = result.expect_err(sql).to_string();
+            assert!(error.contains(why), "{sql}: {error}");
+        }
+    };
+    refused(
+        "UPDATE audit_events SET actor_id = 'x' WHERE seq = 3",
+        "append-only",
+    )
+    .await;
+    refused("DELETE FROM audit_events WHERE seq = 3", "append-only").await;
+    refused("DELETE FROM audit_events", "append-only").await;
+    refused("UPDATE audit_checkpoints SET seq = 2", "append-only").await;
+    refused("DELETE FROM audit_checkpoints", "append-only").await;
+    if backend == Backend::Postgres {
+        refused("TRUNCATE audit_events", "append-only").await;
+        refused("TRUNCATE audit_checkpoints CASCADE", "append-only").await;
+        refused("SELECT audit_purge('n1', 21)", "no archive holds").await;
+    }
+    assert!(verify(&store).await.ok);
+}
+
+async fn two_nodes_writing_at_once_keep_valid_chains(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    // Two stores with their own pools, as two service processes would have.
+    let store_a = db.store().await;
+    let store_b = db.store().await;
+    let a = writer(&store_a, "node-a").await;
+    let b = writer(&store_b, "node-b").await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let sink = if i % 2 == 0 { a.handle() } else { b.handle() };
+        tasks.push(tokio::spawn(async move { sink.record(event(i)).await }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    a.stop().await;
+    b.stop().await;
+    let report = verify(&store_a).await;
+    assert!(report.ok, "{report:?}");
+    let counts: Vec<_> = report
+        .nodes
+        .iter()
+        .map(|n| (n.node_id.as_str(), n.records_checked, n.last_sealed_seq))
+        .collect();
+    // audit.start + 100 events + audit.stop each, sealed at the end.
+    assert_eq!(
+        counts,
+        [("node-a", 102, Some(102)), ("node-b", 102, Some(102))]
+    );
+}
+
+async fn a_restarted_writer_continues_its_chain(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    for round in 0..2 {
+        let task = writer(&store, "n1").await;
+        task.handle().record(event(round)).await.unwrap();
+        task.stop().await;
+    }
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.nodes[0].records_checked, 6);
+    let types: Vec<_> = store
+        .audit_chain_page("n1", 0, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event_type)
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "audit.start",
+            "token.tokenize",
+            "audit.stop",
+            "audit.start",
+            "token.detokenize",
+            "audit.stop"
+        ]
+    );
+}
+
+async fn a_write_fails_closed_when_the_database_is_gone(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let task = writer(&store, "n1").await;
+    let sink = task.handle();
+    sink.record(event(1)).await.unwrap();
+    store.close().await;
+    let result = sink.record(event(2)).await;
+    assert!(
+        matches!(result, Err(voltvault::audit::AuditError::Unavailable)),
+        "{result:?}"
+    );
+}
+
+async fn search_filters_and_pages_with_a_cursor(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let task = writer(&store, "n1").await;
+    let sink: Arc<dyn AuditSink> = Arc::new(task.handle());
+    for i in 1..=30 {
+        sink.record(event(i)).await.unwrap();
+    }
+    let log = AuditLog::new(store.clone(), sealer(), sink, clock());
+    let reader = Reader::command_line("auditor-1");
+
+    let mut query = AuditQuery::new();
+    query.actor_id = Some("app-1".into());
+    query.from = Some(at(5));
+    query.to = Some(at(26));
+    query.limit = 3;
+    let mut seen = Vec::new();
+    loop {
+        let page = log.search(&reader, &query).await.unwrap();
+        assert!(page.events.len() <= 3);
+        seen.extend(page.events.iter().map(|e| e.resource.clone().unwrap()));
+        match page.next_cursor {
+            Some(cursor) => query.after = Some(voltvault::audit::Cursor::decode(&cursor).unwrap()),
+            None => break,
+        }
+    }
+    // app-1 is i % 3 == 1; from 5 (inclusive) to 26 (exclusive).
+    let expected: Vec<_> = (5..26)
+        .filter(|i| i % 3 == 1)
+        .map(|i| format!("tok_{i}"))
+        .collect();
+    assert_eq!(seen, expected);
+
+    let mut denied = AuditQuery::new();
+    denied.outcome = Some(Outcome::Denied);
+    denied.event_type = Some("token.detokenize".into());
+    let page = log.search(&reader, &denied).await.unwrap();
+    let resources: Vec<_> = page
+        .events
+        .iter()
+        .map(|e| e.resource.clone().unwrap())
+        .collect();
+    assert_eq!(resources, ["tok_5", "tok_15", "tok_25"]);
+
+    let mut by_resource = AuditQuery::new();
+    by_resource.resource = Some("tok_9".into());
+    assert_eq!(
+        log.search(&reader, &by_resource)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
+
+    // Every read was itself recorded, with who and what.
+    let mut reads = AuditQuery::new();
+    reads.event_type = Some("audit.search".into());
+    reads.limit = 1000;
+    let reads = log.search(&reader, &reads).await.unwrap().events;
+    assert!(reads.len() >= 6, "{}", reads.len());
+    assert!(reads.iter().all(|r| r.actor_id == "auditor-1"));
+    assert!(
+        reads
+            .iter()
+            .any(|r| r.reason.as_deref() == Some("resource=tok_9"))
+    );
+}
+
+async fn exports_hold_every_record_and_no_card_number(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let task = writer(&store, "n1").await;
+    let sink: Arc<dyn AuditSink> = Arc::new(task.handle());
+    // Callers must never do this; the trail masks it if one does.
+    let spaced = "4111 1111 1111 1111";
+    let careless = AuditEvent {
+        actor_id: format!("card-{PAN}"),
+        origin: Some(spaced.into()),
+        resource: Some(format!("pan:{PAN}")),
+        request_id: Some(PAN.into()),
+        reason: Some(format!("declined {spaced} / {PAN}")),
+        ..event(1)
+    };
+    sink.record(careless).await.unwrap();
+    for i in 2..=1205 {
+        sink.record(event(i)).await.unwrap();
+    }
+    let log = AuditLog::new(store.clone(), sealer(), sink, clock());
+    let reader = Reader::command_line("auditor-1");
+    for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
+        let mut export = log
+            .export(&reader, AuditQuery::new(), format)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        while let Some(chunk) = export.next_chunk().await.unwrap() {
+            out.extend(chunk);
+        }
+        assert!(!contains_bytes(&out, PAN.as_bytes()), "{format:?}");
+        assert!(!contains_bytes(&out, spaced.as_bytes()), "{format:?}");
+        let text = String::from_utf8(out).unwrap();
+        let rows = match format {
+            ExportFormat::Jsonl => text.lines().count(),
+            ExportFormat::Csv => csv::Reader::from_reader(text.as_bytes()).records().count(),
+        };
+        // audit.start, 1205 events and the first export's own event.
+        let expected = if format == ExportFormat::Jsonl {
+            1207
+        } else {
+            1208
+        };
+        assert_eq!(rows, expected, "{format:?}");
+    }
+    if let Some(path) = db.sqlite_path() {
+        let mut bytes = std::fs::read(&path).unwrap();
+        if let Ok(wal) = std::fs::read(path.with_extension("db-wal")) {
+            bytes.extend(wal);
+        }
+        assert!(!contains_bytes(&bytes, PAN.as_bytes()));
+    }
+    assert!(verify(&store).await.ok);
+}
+
+/// deploy/postgres-roles.sql: the service role may append and read the
+/// audit tables and nothing more, even where a trigger would be off.
+#[tokio::test]
+async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = sealed_chain(&db).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let script = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/postgres-roles.sql"
+    ))
+    .unwrap();
+    // Roles are cluster-wide; the script is idempotent, but not against itself running twice at once.
+    sqlx::raw_sql(&script).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+
+    let service_url = db.url.replacen("postgres@", "voltvault@", 1);
+    let mut service = sqlx::PgConnection::connect(&service_url).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_events")
+        .fetch_one(&mut service)
+        .await
+        .unwrap();
+    assert_eq!(count, 21);
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut service)
+        .await
+        .expect_err("only a superuser may turn triggers off");
+    for sql in [
+        "UPDATE audit_events SET actor_id = 'x'",
+        "DELETE FROM audit_events",
+        "TRUNCATE audit_events",
+        "DELETE FROM audit_checkpoints",
+        "ALTER TABLE audit_events DISABLE TRIGGER ALL",
+    ] {
+        let error = sqlx::query(sql).execute(&mut service).await.expect_err(sql);
+        assert!(
+            error.to_string().contains("permission denied")
+                || error.to_string().contains("must be owner"),
+            "{sql}: {error}"
+        );
+    }
+    service.close().await.unwrap();
+    // The writer works as the service role.
+    let as_service: Arc<dyn Store> = Arc::new(
+        voltvault::store::postgres::PostgresStore::connect(&service_url, None, 2)
+            .await
+            .unwrap(),
+    );
+    let task = writer(&as_service, "n2").await;
+    task.handle().record(event(1)).await.unwrap();
+    task.stop().await;
+    let report = verify(&as_service).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.nodes.len(), 2);
+    drop(store);
+}
+
+crate::on_both_databases!(
+    an_intact_chain_verifies,
+    an_edited_field_is_named,
+    a_deleted_record_is_named,
+    an_inserted_record_is_named,
+    swapped_records_are_named,
+    a_cut_tail_is_named,
+    a_recomputed_chain_fails_at_its_checkpoint,
+    a_forged_checkpoint_is_named,
+    the_service_cannot_change_or_remove_audit_rows,
+    two_nodes_writing_at_once_keep_valid_chains,
+    a_restarted_writer_continues_its_chain,
+    a_write_fails_closed_when_the_database_is_gone,
+    search_filters_and_pages_with_a_cursor,
+    exports_hold_every_record_and_no_card_number,
+);
