@@ -11,13 +11,21 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::writer::{AuditWriter, WriterConfig, WriterTask};
+use crate::audit::{AuditError, AuditSink};
 use crate::clock::Environment;
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode};
 use crate::http::metrics::Metrics;
-use crate::http::ops::{ReadinessCheck, StoreReadiness, ops_router};
+use crate::http::ops::{KeyProviderReadiness, ReadinessCheck, StoreReadiness, ops_router};
 use crate::http::tls::TlsSetupError;
 use crate::http::{AppState, EdgeLimits, public_router, server};
+use crate::keys::setup::{
+    KeyEventsToAudit, ProviderCheckpointSealer, open_provider, rotation_policy,
+};
+use crate::keys::software::Unseal;
+use crate::keys::{KeyError, KeyManager, KeyProvider};
 use crate::store::{self, ConnectError, MigrateError, Store};
+use crate::tokens::service::TokenService;
 
 /// Why the service refused to start. Each renders as one line.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +38,10 @@ pub enum StartError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("keys: {0}")]
+    Keys(#[from] KeyError),
+    #[error("audit: {0}")]
+    Audit(#[from] AuditError),
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
         key: &'static str,
@@ -44,10 +56,23 @@ pub struct App {
     store: Arc<dyn Store>,
     env: Environment,
     tls: Arc<rustls::ServerConfig>,
+    provider: Arc<dyn KeyProvider>,
+    keys: Arc<KeyManager>,
+    audit: WriterTask,
 }
 
 impl App {
     pub async fn build(config: Config, env: Environment) -> Result<Self, StartError> {
+        Self::build_with(config, env, None).await
+    }
+
+    /// Like [`App::build`], with the software KEK unsealed by `unseal`
+    /// instead of the environment (`voltvault dev`).
+    pub async fn build_with(
+        config: Config,
+        env: Environment,
+        unseal: Option<Unseal>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let tls = crate::http::tls::server_config(&config.tls)?;
         let store = store::connect(&config).await?;
@@ -57,11 +82,20 @@ impl App {
                 tracing::info!(applied, "database migrations applied");
             }
         }
+        let KeyCore {
+            provider,
+            audit,
+            keys,
+        } = open_keys(&config, &env, store.clone(), unseal).await?;
+        verify_keys(&keys, config.mode).await?;
         Ok(Self {
             config,
             store,
             env,
             tls,
+            provider,
+            keys,
+            audit,
         })
     }
 
@@ -79,18 +113,30 @@ impl App {
 
         let node_id: Arc<str> = self.config.node_id().into();
         let metrics = Arc::new(Metrics::new());
+        let audit: Arc<dyn AuditSink> = Arc::new(self.audit.handle());
+        let tokens = Arc::new(TokenService::new(
+            self.store.clone(),
+            self.keys.clone(),
+            audit.clone(),
+            self.env.clone(),
+        ));
         let state = AppState {
             store: self.store.clone(),
             env: self.env.clone(),
             node_id: node_id.clone(),
+            keys: self.keys.clone(),
+            audit,
+            tokens,
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
             request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
         };
         let router = public_router(state, metrics.clone(), limits, extra_routes);
-        let checks: Vec<Arc<dyn ReadinessCheck>> =
-            vec![Arc::new(StoreReadiness(self.store.clone()))];
+        let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
+            Arc::new(StoreReadiness(self.store.clone())),
+            Arc::new(KeyProviderReadiness(self.provider.clone())),
+        ];
         let ops = ops_router(metrics, checks);
 
         let shutdown = CancellationToken::new();
@@ -124,6 +170,7 @@ impl App {
             shutdown,
             tasks: vec![api_task, ops_task],
             store: self.store,
+            audit: self.audit,
         })
     }
 }
@@ -135,6 +182,7 @@ pub struct RunningApp {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
+    audit: WriterTask,
 }
 
 impl RunningApp {
@@ -153,8 +201,62 @@ impl RunningApp {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.audit.stop().await;
         self.store.close().await;
         tracing::info!("voltvault stopped");
+    }
+}
+
+/// The key layer with its audit trail, as the service and the `keys`
+/// commands use it.
+pub struct KeyCore {
+    pub provider: Arc<dyn KeyProvider>,
+    pub audit: WriterTask,
+    pub keys: Arc<KeyManager>,
+}
+
+pub async fn open_keys(
+    config: &Config,
+    env: &Environment,
+    store: Arc<dyn Store>,
+    unseal: Option<Unseal>,
+) -> Result<KeyCore, StartError> {
+    let provider = open_provider(config, env, unseal).await?;
+    let audit = AuditWriter::start(
+        store.clone(),
+        Arc::new(ProviderCheckpointSealer::new(provider.clone())),
+        env.clock.clone(),
+        &config.node_id(),
+        WriterConfig::default(),
+    )
+    .await?;
+    let keys = Arc::new(KeyManager::new(
+        provider.clone(),
+        store.data_key_store(),
+        Arc::new(KeyEventsToAudit {
+            audit: Arc::new(audit.handle()),
+            clock: env.clock.clone(),
+        }),
+        env,
+        rotation_policy(&config.keys),
+    ));
+    Ok(KeyCore {
+        provider,
+        audit,
+        keys,
+    })
+}
+
+/// Start-up refuses a KEK that no longer matches its recorded check value.
+/// A development instance records its first KEK itself.
+async fn verify_keys(keys: &KeyManager, mode: Mode) -> Result<(), KeyError> {
+    match keys.verify_keks().await {
+        Err(KeyError::Misconfigured(_)) if mode == Mode::Development => {
+            let kcv = keys.record_initial_kek().await?;
+            tracing::info!(check_value = %kcv.to_hex(), "development key registry initialized");
+            keys.verify_keks().await
+        }
+        other => other,
     }
 }
 

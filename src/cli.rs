@@ -26,9 +26,10 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run a complete local instance with no setup: SQLite, development
-    /// certificates and everything on loopback.
+    /// certificates, SoftHSM2 keys (software keys without it) and everything
+    /// on loopback.
     Dev {
-        /// Where the database and development certificates live.
+        /// Where the database, keys and development certificates live.
         #[arg(long, value_name = "DIR", default_value = "voltvault-dev")]
         data_dir: PathBuf,
         /// Port of the HTTPS API on 127.0.0.1.
@@ -47,5 +48,38 @@ pub enum Command {
     CheckConfig {
         #[arg(value_name = "FILE")]
         config: PathBuf,
+    },
+    /// Key management: initialization, status, rotation, re-encryption.
+    Keys {
+        #[arg(long, short, value_name = "FILE", global = true)]
+        config: Option<PathBuf>,
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the KEK, fingerprint and audit keys (in the HSM, or a sealed
+    /// software KEK in development) and record the KEK's check value.
+    Init {
+        /// Software keys only: split the sealing key into this many Shamir shares...
+        #[arg(long, requires = "threshold")]
+        shares: Option<u8>,
+        /// ...of which this many unseal it. Without these, a passphrase
+        /// (VOLTVAULT_KEK_PASSPHRASE) seals it.
+        #[arg(long, requires = "shares")]
+        threshold: Option<u8>,
+    },
+    /// Show KEK and data key versions, states and counts (never key material).
+    Status,
+    /// Create a new KEK and rewrap every data key under it.
+    RotateKek,
+    /// Start a new data key now; the old one stays for decryption.
+    RotateDek,
+    /// Move every record to the active data key, in batches; resumable.
+    Reencrypt {
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
     },
 }

@@ -19,7 +19,15 @@ pub const CONFIG_VERSION: u32 = 1;
 /// own and never merged into the configuration tree.
 pub const DATABASE_PASSWORD_ENV: &str = "VOLTVAULT_DATABASE_PASSWORD";
 pub const HSM_PIN_ENV: &str = "VOLTVAULT_HSM_PIN";
-const SECRET_ENV_KEYS: &[&str] = &["database_password", "hsm_pin"];
+/// Unseals the development software KEK: a passphrase, or shares separated by commas.
+pub const KEK_PASSPHRASE_ENV: &str = "VOLTVAULT_KEK_PASSPHRASE";
+pub const KEK_SHARES_ENV: &str = "VOLTVAULT_KEK_SHARES";
+const SECRET_ENV_KEYS: &[&str] = &[
+    "database_password",
+    "hsm_pin",
+    "kek_passphrase",
+    "kek_shares",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -37,6 +45,7 @@ pub struct Config {
     #[serde(default)]
     pub ops: OpsConfig,
     pub database: DatabaseConfig,
+    pub keys: KeysConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
 }
@@ -118,6 +127,61 @@ pub struct DatabaseConfig {
     /// Apply pending migrations at start.
     #[serde(default = "default_true")]
     pub migrate_on_start: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// `pkcs11` (an HSM; production) or `software` (development only).
+    pub provider: KeyProviderKind,
+    #[serde(default)]
+    pub pkcs11: Option<Pkcs11Settings>,
+    #[serde(default)]
+    pub software: Option<SoftwareKeySettings>,
+    /// Data keys rotate at whichever limit comes first.
+    #[serde(default = "default_max_data_key_age_days")]
+    pub max_data_key_age_days: u32,
+    #[serde(default = "default_max_data_key_uses")]
+    pub max_data_key_uses: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyProviderKind {
+    Pkcs11,
+    Software,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pkcs11Settings {
+    /// Path of the PKCS#11 module.
+    pub module: PathBuf,
+    /// Label of the token holding voltvault's keys.
+    pub token_label: String,
+    /// File holding the user PIN (or set VOLTVAULT_HSM_PIN).
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Sessions kept open; also the bound on concurrent HSM calls.
+    #[serde(default = "default_hsm_sessions")]
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SoftwareKeySettings {
+    /// The sealed software KEK file; unsealed by VOLTVAULT_KEK_PASSPHRASE or VOLTVAULT_KEK_SHARES.
+    pub kek_file: PathBuf,
+}
+
+fn default_max_data_key_age_days() -> u32 {
+    90
+}
+fn default_max_data_key_uses() -> u64 {
+    1 << 28
+}
+fn default_hsm_sessions() -> usize {
+    4
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -299,8 +363,72 @@ impl Config {
                 source,
             })?;
         }
+        self.validate_keys()?;
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| invalid("logging.level", e.to_string()))?;
+        Ok(())
+    }
+
+    fn validate_keys(&self) -> Result<(), ConfigError> {
+        let keys = &self.keys;
+        match keys.provider {
+            KeyProviderKind::Pkcs11 => {
+                let hsm = keys.pkcs11.as_ref().ok_or_else(|| {
+                    invalid(
+                        "keys.pkcs11",
+                        "provider is pkcs11 but [keys.pkcs11] is missing",
+                    )
+                })?;
+                require_file("keys.pkcs11.module", &hsm.module)?;
+                if hsm.token_label.is_empty() || hsm.token_label.len() > 32 {
+                    return Err(invalid("keys.pkcs11.token_label", "1 to 32 characters"));
+                }
+                if hsm.sessions == 0 || hsm.sessions > 64 {
+                    return Err(invalid("keys.pkcs11.sessions", "must be between 1 and 64"));
+                }
+                if let Some(pin) = &hsm.pin_file {
+                    require_file("keys.pkcs11.pin_file", pin)?;
+                    check_secret_file_permissions(pin).map_err(|source| {
+                        ConfigError::SecretFile {
+                            key: "keys.pkcs11.pin_file",
+                            source,
+                        }
+                    })?;
+                } else if std::env::var_os(HSM_PIN_ENV).is_none() {
+                    return Err(invalid(
+                        "keys.pkcs11.pin_file",
+                        format!("no HSM PIN: set {HSM_PIN_ENV} or keys.pkcs11.pin_file"),
+                    ));
+                }
+            }
+            KeyProviderKind::Software => {
+                if self.mode == Mode::Production {
+                    return Err(invalid(
+                        "keys.provider",
+                        "software keys are for development only; production needs pkcs11",
+                    ));
+                }
+                if keys.software.is_none() {
+                    return Err(invalid(
+                        "keys.software",
+                        "provider is software but [keys.software] is missing",
+                    ));
+                }
+            }
+        }
+        if keys.max_data_key_age_days == 0 || keys.max_data_key_age_days > 366 {
+            return Err(invalid(
+                "keys.max_data_key_age_days",
+                "must be between 1 and 366",
+            ));
+        }
+        // AES-GCM with random nonces stays safe for about 2^32 encryptions per key.
+        if keys.max_data_key_uses == 0 || keys.max_data_key_uses > 1 << 31 {
+            return Err(invalid(
+                "keys.max_data_key_uses",
+                "must be between 1 and 2^31",
+            ));
+        }
         Ok(())
     }
 
@@ -401,6 +529,7 @@ mod tests {
         let cert = write(dir, "server.pem", "x", 0o644);
         let key = write(dir, "server.key", "x", 0o600);
         let ca = write(dir, "ca.pem", "x", 0o644);
+        let pin = write(dir, "hsm.pin", "1234", 0o600);
         let body = format!(
             r#"version = 1
 [server]
@@ -412,11 +541,19 @@ client_ca_files = ["{}"]
 [database]
 url = "sqlite://{}/vv.db"
 {extra}
+[keys]
+provider = "pkcs11"
+[keys.pkcs11]
+module = "{}"
+token_label = "voltvault"
+pin_file = "{}"
 "#,
             cert.display(),
             key.display(),
             ca.display(),
-            dir.display()
+            dir.display(),
+            cert.display(),
+            pin.display()
         );
         write(dir, "voltvault.toml", &body, 0o644)
     }
@@ -513,9 +650,25 @@ url = "sqlite://{}/vv.db"
         let mut full = example.clone();
         full.node_id = Some("n".into());
         full.database.password_file = Some("/p".into());
+        full.keys.software = Some(SoftwareKeySettings {
+            kek_file: "/k".into(),
+        });
         let mut all = Vec::new();
         key_paths(&serde_json::to_value(&full).unwrap(), "", &mut all);
         assert_eq!(documented, all);
+    }
+
+    #[test]
+    fn software_keys_are_refused_in_production() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sample(dir.path(), "");
+        let body = std::fs::read_to_string(&path).unwrap().replace(
+            "provider = \"pkcs11\"",
+            "provider = \"software\"\n[keys.software]\nkek_file = \"/tmp/kek\"",
+        );
+        std::fs::write(&path, body).unwrap();
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(msg.starts_with("keys.provider:"), "{msg}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod card;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod dev;
 pub mod devpki;

@@ -14,6 +14,12 @@ fn main() -> ExitCode {
     }
     hardening::install_panic_hook();
     let cli = Cli::parse();
+    if let Command::Dev { data_dir, .. } = &cli.command
+        && let Err(message) = run_dev_with_softhsm_conf(data_dir)
+    {
+        eprintln!("voltvault: {message}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,14 +56,17 @@ async fn run(command: Command) -> Result<(), String> {
         } => {
             telemetry::init(LogFormat::Human, "info");
             warn_if_root();
-            let config = dev::prepare(&data_dir, port, ops_port).map_err(|e| e.to_string())?;
-            let app = app::App::build(config, voltvault::clock::Environment::system())
+            let keys = dev::DevKeys::choose(&data_dir);
+            let (config, unseal) = dev::prepare(&data_dir, port, ops_port, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
+            let app = app::App::build_with(config, voltvault::clock::Environment::system(), unseal)
                 .await
                 .map_err(|e| e.to_string())?;
             let running = app.start(None).await.map_err(|e| e.to_string())?;
             println!(
                 "{}",
-                dev::banner(&data_dir, running.api_addr, running.ops_addr)
+                dev::banner(&data_dir, running.api_addr, running.ops_addr, &keys)
             );
             app::run_until_signal(running).await;
             Ok(())
@@ -71,6 +80,10 @@ async fn run(command: Command) -> Result<(), String> {
             println!("migrations applied: {applied}");
             Ok(())
         }
+        Command::Keys { config, command } => {
+            let config = config.ok_or("keys: --config FILE is required")?;
+            voltvault::commands::keys(&config, command).await
+        }
         Command::CheckConfig { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;
             println!(
@@ -82,6 +95,34 @@ async fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// SoftHSM reads `SOFTHSM2_CONF` once, when it loads, and setting an
+/// environment variable in a running process is not safe; so `voltvault
+/// dev` re-executes itself with the variable pointing at its own token
+/// directory. Returns only when no re-execution is needed.
+fn run_dev_with_softhsm_conf(data_dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("{}: {}", data_dir.display(), e.kind()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {}", data_dir.display(), e.kind()))?;
+    let dev::DevKeys::SoftHsm { conf } = dev::DevKeys::choose(&data_dir) else {
+        return Ok(());
+    };
+    if std::env::var_os("SOFTHSM2_CONF").is_some_and(|v| std::path::Path::new(&v) == conf) {
+        return Ok(());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot re-execute: {}", e.kind()))?;
+    let error = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("SOFTHSM2_CONF", &conf)
+        .exec();
+    Err(format!(
+        "cannot re-execute with SOFTHSM2_CONF: {}",
+        error.kind()
+    ))
 }
 
 fn warn_if_root() {

@@ -35,6 +35,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub env: Environment,
     pub node_id: Arc<str>,
+    pub keys: Arc<crate::keys::KeyManager>,
+    pub audit: Arc<dyn crate::audit::AuditSink>,
+    pub tokens: Arc<crate::tokens::service::TokenService>,
 }
 
 /// Limits the edge enforces on every request.

@@ -34,6 +34,19 @@ impl ReadinessCheck for StoreReadiness {
     }
 }
 
+pub struct KeyProviderReadiness(pub Arc<dyn crate::keys::KeyProvider>);
+
+#[async_trait]
+impl ReadinessCheck for KeyProviderReadiness {
+    fn name(&self) -> &'static str {
+        "keys"
+    }
+
+    async fn ready(&self) -> bool {
+        self.0.health().await
+    }
+}
+
 #[derive(Clone)]
 struct OpsState {
     metrics: Arc<Metrics>,

@@ -25,6 +25,7 @@ mod envelope;
 pub mod manager;
 pub mod pkcs11;
 pub mod reencrypt;
+pub mod setup;
 #[cfg(test)]
 mod softhsm_tests;
 pub mod software;

@@ -66,6 +66,25 @@ pub trait TokenStore: Send + Sync {
     /// Shreds up to `limit` tokens whose `expires_at` has passed; returns how many.
     async fn shred_expired_tokens(&self, now: DateTime<Utc>, limit: u32)
     -> Result<u64, StoreError>;
+    /// Live sealed tokens not under data key `key`, after `after` in
+    /// (tenant, token) order (for re-encryption).
+    async fn sealed_tokens_not_under(
+        &self,
+        key: i64,
+        after: Option<(TenantId, String)>,
+        limit: u32,
+    ) -> Result<Vec<(TenantId, String, SealedRecord)>, StoreError>;
+    async fn count_sealed_not_under(&self, key: i64) -> Result<u64, StoreError>;
+    /// (data key id, tokens sealed under it).
+    async fn count_sealed_by_data_key(&self) -> Result<Vec<(i64, u64)>, StoreError>;
+    /// Replaces a token's sealed record if it is still `old`.
+    async fn replace_sealed(
+        &self,
+        tenant: TenantId,
+        token: &str,
+        old: &SealedRecord,
+        new: &SealedRecord,
+    ) -> Result<bool, StoreError>;
     async fn token_policy(&self, tenant: TenantId) -> Result<TokenPolicy, StoreError>;
     async fn set_token_policy(
         &self,
@@ -187,6 +206,111 @@ macro_rules! impl_token_store {
                 .execute(&self.pool)
                 .await?
                 .rows_affected())
+            }
+
+            async fn sealed_tokens_not_under(
+                &self,
+                key: i64,
+                after: Option<($crate::ids::TenantId, String)>,
+                limit: u32,
+            ) -> Result<
+                Vec<($crate::ids::TenantId, String, $crate::keys::SealedRecord)>,
+                $crate::store::StoreError,
+            > {
+                let rows = match after {
+                    Some((tenant, token)) => sqlx::query(concat!(
+                        "SELECT ",
+                        $crate::store::tokens::TOKEN_COLUMNS!(),
+                        " FROM tokens WHERE data_key_id IS NOT NULL AND data_key_id <> $1 \
+                         AND (tenant_id, token) > ($2, $3) ORDER BY tenant_id, token LIMIT $4"
+                    ))
+                    .bind(key)
+                    .bind(tenant)
+                    .bind(token)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                    None => sqlx::query(concat!(
+                        "SELECT ",
+                        $crate::store::tokens::TOKEN_COLUMNS!(),
+                        " FROM tokens WHERE data_key_id IS NOT NULL AND data_key_id <> $1 \
+                         ORDER BY tenant_id, token LIMIT $2"
+                    ))
+                    .bind(key)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?,
+                };
+                rows.iter()
+                    .map(|row| {
+                        let t = $crate::store::tokens::token_from_row(row)?;
+                        let sealed = t.sealed.ok_or($crate::store::StoreError::Internal)?;
+                        Ok((t.tenant, t.token, sealed))
+                    })
+                    .collect()
+            }
+
+            async fn count_sealed_not_under(
+                &self,
+                key: i64,
+            ) -> Result<u64, $crate::store::StoreError> {
+                use sqlx::Row;
+                let row = sqlx::query(
+                    "SELECT COUNT(*) AS n FROM tokens \
+                     WHERE data_key_id IS NOT NULL AND data_key_id <> $1",
+                )
+                .bind(key)
+                .fetch_one(&self.pool)
+                .await?;
+                u64::try_from(row.try_get::<i64, _>("n")?)
+                    .map_err(|_| $crate::store::StoreError::Internal)
+            }
+
+            async fn count_sealed_by_data_key(
+                &self,
+            ) -> Result<Vec<(i64, u64)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT data_key_id, COUNT(*) AS n FROM tokens \
+                     WHERE data_key_id IS NOT NULL GROUP BY data_key_id ORDER BY data_key_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let n: i64 = row.try_get("n")?;
+                        Ok((
+                            row.try_get::<i64, _>("data_key_id")?,
+                            u64::try_from(n).map_err(|_| $crate::store::StoreError::Internal)?,
+                        ))
+                    })
+                    .collect()
+            }
+
+            async fn replace_sealed(
+                &self,
+                tenant: $crate::ids::TenantId,
+                token: &str,
+                old: &$crate::keys::SealedRecord,
+                new: &$crate::keys::SealedRecord,
+            ) -> Result<bool, $crate::store::StoreError> {
+                let updated = sqlx::query(
+                    "UPDATE tokens SET data_key_id = $1, record_format = $2, nonce = $3, \
+                     ciphertext = $4 WHERE tenant_id = $5 AND token = $6 \
+                     AND data_key_id = $7 AND nonce = $8",
+                )
+                .bind(new.data_key_id.0)
+                .bind(i32::from(new.format_version))
+                .bind(new.nonce.to_vec())
+                .bind(new.ciphertext.clone())
+                .bind(tenant)
+                .bind(token)
+                .bind(old.data_key_id.0)
+                .bind(old.nonce.to_vec())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(updated == 1)
             }
 
             async fn token_policy(

@@ -13,6 +13,7 @@ mod error;
 pub mod ff1;
 mod layout;
 pub mod random;
+pub mod records;
 pub mod service;
 mod value;
 

@@ -33,11 +33,20 @@ listen = "127.0.0.1:0"
 url = "{url}"
 [logging]
 format = "json"
+[keys]
+provider = "pkcs11"
+[keys.pkcs11]
+module = "{module}"
+token_label = "{label}"
+pin_file = "{pin}"
 "#,
         cert = pki.path("server.pem").display(),
         key = pki.path("server.key").display(),
         ca = pki.path("ca.pem").display(),
         url = db.url,
+        module = voltvault::keys::testing::SOFTHSM_MODULE,
+        label = pki.token.label,
+        pin = pki.path("hsm.pin").display(),
     );
     std::fs::write(&path, body).unwrap();
     path
@@ -203,6 +212,17 @@ async fn serve_logs_json_with_request_ids_and_never_a_card_number() {
     let db = TestDb::new(Backend::Sqlite).await;
     let path = write_config(&pki, &db, "");
     let path = path.to_str().unwrap().to_owned();
+    let init = Command::new(BIN)
+        .args(["keys", "init", "--config", &path])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(said.contains("check value"), "{said}");
     let mut running = Running::start(&["serve", "--config", &path], false);
     let line = running.wait_for("voltvault is serving");
     let event: serde_json::Value = serde_json::from_str(&line).unwrap();

@@ -11,10 +11,11 @@ use axum::Router;
 use voltvault::app::{App, RunningApp};
 use voltvault::clock::Environment;
 use voltvault::config::{
-    ClientAuth, Config, DatabaseConfig, LogFormat, LoggingConfig, Mode, OpsConfig, ServerConfig,
-    TlsConfig,
+    ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat, LoggingConfig,
+    Mode, OpsConfig, Pkcs11Settings, ServerConfig, TlsConfig,
 };
 use voltvault::devpki::{DevCa, write_file};
+use voltvault::keys::testing::{SOFTHSM_MODULE, TestToken};
 use voltvault::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,6 +133,8 @@ impl Drop for TestDb {
 /// from a CA nobody configured.
 pub struct TestPki {
     pub dir: tempfile::TempDir,
+    /// A SoftHSM2 token of this test's own, with `keys init` done.
+    pub token: TestToken,
     pub ca_pem: String,
     pub charger_pem: String,
     pub charger_key_pem: String,
@@ -140,6 +143,7 @@ pub struct TestPki {
 }
 
 impl TestPki {
+    /// Creates the certificates and a fresh token; `keys init` runs on first use.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = DevCa::generate("test CA").unwrap();
@@ -150,8 +154,16 @@ impl TestPki {
         write_file(&dir.path().join("ca.pem"), &ca.cert_pem(), 0o644).unwrap();
         write_file(&dir.path().join("server.pem"), &server.cert_pem, 0o644).unwrap();
         write_file(&dir.path().join("server.key"), &server.key_pem, 0o600).unwrap();
+        let token = TestToken::new();
+        write_file(
+            &dir.path().join("hsm.pin"),
+            token.pin.expose_secret(),
+            0o600,
+        )
+        .unwrap();
         Self {
             dir,
+            token,
             ca_pem: ca.cert_pem(),
             charger_pem: charger.cert_pem,
             charger_key_pem: charger.key_pem,
@@ -192,6 +204,18 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             max_connections: 8,
             migrate_on_start: true,
         },
+        keys: KeysConfig {
+            provider: KeyProviderKind::Pkcs11,
+            pkcs11: Some(Pkcs11Settings {
+                module: SOFTHSM_MODULE.into(),
+                token_label: pki.token.label.clone(),
+                pin_file: Some(pki.path("hsm.pin")),
+                sessions: 2,
+            }),
+            software: None,
+            max_data_key_age_days: 90,
+            max_data_key_uses: 1 << 28,
+        },
         logging: LoggingConfig {
             format: LogFormat::Human,
             level: "info".into(),
@@ -219,6 +243,7 @@ pub async fn spawn_app_with(
 ) -> TestApp {
     let pki = TestPki::new();
     let db = TestDb::new(backend).await;
+    pki.token.initialized().await.unwrap();
     let mut config = test_config(&pki, &db);
     customize(&mut config);
     let app = App::build(config, Environment::system()).await.unwrap();
