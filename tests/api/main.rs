@@ -6,5 +6,6 @@
 mod helpers;
 
 mod binary;
+mod connectors;
 mod edge;
 mod store;

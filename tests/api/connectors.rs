@@ -1,0 +1,734 @@
+//! Acquirer connectors: one behavioural suite run against the simulator and
+//! against the Stripe connector talking to localstripe (a fresh server on
+//! a free port per test), then the faults only a double can make: a server
+//! that never answers and one that answers 503.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use voltvault::audit::{AuditError, AuditEvent, AuditSink};
+use voltvault::card::{Cvc, Expiry, Pan};
+use voltvault::clock::FixedClock;
+use voltvault::money::{Currency, Money};
+use voltvault::payments::connectors::breaker::{BreakerConfig, BreakerState};
+use voltvault::payments::connectors::simulator::Simulator;
+use voltvault::payments::connectors::stripe::{StripeConfig, StripeConnector};
+use voltvault::payments::connectors::{
+    Acquirer, AcquirerError, CaptureRequest, Connector, DeclineCode, IncrementRequest,
+    InvalidReason, OpenedCard, PresentedCard, RefundRequest, VoidRequest,
+};
+use voltvault::secret::SecretString;
+
+const APPROVES: &str = "4242424242424242";
+/// Declined on charge by localstripe.
+const LOCALSTRIPE_DECLINES: &str = "4000000000000341";
+const SIM_INSUFFICIENT_FUNDS: &str = "4000000000009995";
+const SIM_DO_NOT_HONOUR: &str = "4000000000000051";
+const SIM_LIMITED_TO_100: &str = "4000000000000770";
+const SIM_TIMES_OUT: &str = "4000000000001018";
+const SIM_FAILS: &str = "4000000000005001";
+const API_KEY: &str = "sk_test_voltvault_connectors";
+
+fn eur(value: i64) -> Money {
+    Money::new(value, Currency::parse("EUR").unwrap())
+}
+
+fn clock() -> FixedClock {
+    FixedClock::new(DateTime::<Utc>::from_timestamp(1_790_000_000, 0).unwrap())
+}
+
+/// A card as a charger presents it.
+fn presented(number: &str) -> PresentedCard {
+    let pan = Pan::parse(number).unwrap();
+    let cvc = Cvc::parse("123", pan.brand()).unwrap();
+    let expiry = Expiry::new(12, 2030).unwrap();
+    PresentedCard::new("session-test", OpenedCard::new(pan, expiry, Some(cvc)))
+}
+
+/// Keeps what the connector recorded; `fail` makes it refuse, as a full disk would.
+#[derive(Default)]
+struct RecordingAuditSink {
+    events: Mutex<Vec<AuditEvent>>,
+    fail: AtomicBool,
+}
+
+#[async_trait]
+impl AuditSink for RecordingAuditSink {
+    async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(AuditError::Unavailable);
+        }
+        self.events.lock().unwrap().push(event);
+        Ok(())
+    }
+}
+
+/// localstripe on a free port of its own, killed when dropped.
+struct LocalStripe {
+    child: Child,
+    url: String,
+}
+
+impl LocalStripe {
+    async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("localstripe")
+            .args(["--port", &port.to_string(), "--from-scratch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("localstripe must be installed (scripts/test.sh installs it)");
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if client
+                .get(format!("{}/v1/balance", server.url))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("localstripe did not answer on port {port}");
+    }
+
+    fn config(&self) -> StripeConfig {
+        StripeConfig {
+            backoff: Duration::from_millis(1),
+            ..StripeConfig::loopback(&self.url, SecretString::new(API_KEY.into()))
+        }
+    }
+
+    /// The PaymentIntents localstripe holds, from its own API.
+    async fn payment_intent_count(&self) -> u64 {
+        let list: serde_json::Value = reqwest::Client::new()
+            .get(format!("{}/v1/payment_intents?limit=100", self.url))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list["total_count"].as_u64().unwrap()
+    }
+}
+
+impl Drop for LocalStripe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Harness {
+    connector: Connector,
+    audit: Arc<RecordingAuditSink>,
+}
+
+fn harness(acquirer: Arc<dyn Acquirer>, clock: &FixedClock) -> Harness {
+    let audit = Arc::new(RecordingAuditSink::default());
+    Harness {
+        connector: Connector::new(acquirer, audit.clone(), Arc::new(clock.clone())),
+        audit,
+    }
+}
+
+fn simulator() -> Harness {
+    let c = clock();
+    harness(Arc::new(Simulator::new(Arc::new(c.clone()))), &c)
+}
+
+fn stripe(server: &LocalStripe) -> Harness {
+    let c = clock();
+    let connector = StripeConnector::new(server.config(), Arc::new(c.clone())).unwrap();
+    harness(Arc::new(connector), &c)
+}
+
+// --- the behavioural suite ------------------------------------------------------
+
+async fn capture_less_than_authorized_then_refund_part(h: &Harness) {
+    let auth = h
+        .connector
+        .authorize("s1:authorize:0", eur(5000), "s1", &presented(APPROVES))
+        .await
+        .unwrap();
+    assert_eq!(auth.authorized, eur(5000));
+    assert!(!auth.reference.is_empty());
+
+    let capture = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "s1:capture:0".into(),
+            auth_ref: auth.reference.clone(),
+            amount: eur(3210),
+        })
+        .await
+        .unwrap();
+    assert_eq!(capture.captured, eur(3210));
+    assert_eq!(capture.released, eur(1790));
+
+    let refund = h
+        .connector
+        .refund(RefundRequest {
+            idempotency_key: "s1:refund:0".into(),
+            capture_ref: capture.reference.clone(),
+            amount: eur(1000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(refund.refunded, eur(1000));
+    assert!(!refund.reference.is_empty());
+
+    let events = h.audit.events.lock().unwrap();
+    assert_eq!(events.len(), 1, "one card use, one audit event");
+    assert_eq!(events[0].event_type, "card.use");
+    assert_eq!(events[0].resource.as_deref(), Some("session-test"));
+}
+
+async fn authorize_then_void(h: &Harness) {
+    let auth = h
+        .connector
+        .authorize("s2:authorize:0", eur(2500), "s2", &presented(APPROVES))
+        .await
+        .unwrap();
+    let void = h
+        .connector
+        .void(VoidRequest {
+            idempotency_key: "s2:void:0".into(),
+            auth_ref: auth.reference.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(void.released, eur(2500));
+    let err = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "s2:capture:0".into(),
+            auth_ref: auth.reference,
+            amount: eur(100),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AcquirerError::Invalid(_)), "{err:?}");
+}
+
+async fn declines_map_to(h: &Harness, number: &str, want: DeclineCode) {
+    let err = h
+        .connector
+        .authorize("s3:authorize:0", eur(5000), "s3", &presented(number))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Declined(want));
+    assert_eq!(err.code(), "payment_declined");
+    assert_eq!(err.display_message(), want.display_message());
+}
+
+async fn capture_more_than_authorized_is_refused(h: &Harness) {
+    let auth = h
+        .connector
+        .authorize("s4:authorize:0", eur(5000), "s4", &presented(APPROVES))
+        .await
+        .unwrap();
+    let err = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "s4:capture:0".into(),
+            auth_ref: auth.reference.clone(),
+            amount: eur(5001),
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AcquirerError::Invalid(_)), "{err:?}");
+    // The hold is still there to capture properly.
+    let capture = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "s4:capture:1".into(),
+            auth_ref: auth.reference,
+            amount: eur(5000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(capture.released, eur(0));
+}
+
+/// Returns the one reference both calls got.
+async fn replay_returns_the_first_outcome(h: &Harness) -> String {
+    let first = h
+        .connector
+        .authorize("s5:authorize:0", eur(5000), "s5", &presented(APPROVES))
+        .await
+        .unwrap();
+    let again = h
+        .connector
+        .authorize("s5:authorize:0", eur(5000), "s5", &presented(APPROVES))
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    let changed = h
+        .connector
+        .authorize("s5:authorize:0", eur(6000), "s5", &presented(APPROVES))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        changed,
+        AcquirerError::Invalid(InvalidReason::IdempotencyKeyReused)
+    );
+    let capture = CaptureRequest {
+        idempotency_key: "s5:capture:0".into(),
+        auth_ref: first.reference.clone(),
+        amount: eur(4000),
+    };
+    let c1 = h.connector.capture(capture.clone()).await.unwrap();
+    let c2 = h.connector.capture(capture).await.unwrap();
+    assert_eq!(c1, c2);
+    first.reference
+}
+
+async fn an_unusable_audit_trail_stops_the_card(h: &Harness) {
+    h.audit.fail.store(true, Ordering::SeqCst);
+    let err = h
+        .connector
+        .authorize("s6:authorize:0", eur(5000), "s6", &presented(APPROVES))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::AuditUnavailable);
+    h.audit.fail.store(false, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn simulator_capture_release_refund() {
+    capture_less_than_authorized_then_refund_part(&simulator()).await;
+}
+
+#[tokio::test]
+async fn localstripe_capture_release_refund() {
+    let server = LocalStripe::start().await;
+    capture_less_than_authorized_then_refund_part(&stripe(&server)).await;
+}
+
+#[tokio::test]
+async fn simulator_void() {
+    authorize_then_void(&simulator()).await;
+}
+
+#[tokio::test]
+async fn localstripe_void() {
+    let server = LocalStripe::start().await;
+    authorize_then_void(&stripe(&server)).await;
+}
+
+#[tokio::test]
+async fn simulator_declines() {
+    declines_map_to(
+        &simulator(),
+        SIM_INSUFFICIENT_FUNDS,
+        DeclineCode::InsufficientFunds,
+    )
+    .await;
+    declines_map_to(&simulator(), SIM_DO_NOT_HONOUR, DeclineCode::DoNotHonour).await;
+}
+
+#[tokio::test]
+async fn localstripe_declines() {
+    let server = LocalStripe::start().await;
+    declines_map_to(
+        &stripe(&server),
+        LOCALSTRIPE_DECLINES,
+        DeclineCode::CardDeclined,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn simulator_refuses_capture_above_the_hold() {
+    let h = simulator();
+    capture_more_than_authorized_is_refused(&h).await;
+}
+
+#[tokio::test]
+async fn localstripe_refuses_capture_above_the_hold() {
+    let server = LocalStripe::start().await;
+    capture_more_than_authorized_is_refused(&stripe(&server)).await;
+}
+
+#[tokio::test]
+async fn simulator_replays() {
+    replay_returns_the_first_outcome(&simulator()).await;
+}
+
+#[tokio::test]
+async fn localstripe_replays_hold_one_payment_intent() {
+    let server = LocalStripe::start().await;
+    let h = stripe(&server);
+    let reference = replay_returns_the_first_outcome(&h).await;
+    assert!(reference.starts_with("pi_"));
+    assert_eq!(server.payment_intent_count().await, 1);
+}
+
+#[tokio::test]
+async fn simulator_audit_fails_closed() {
+    an_unusable_audit_trail_stops_the_card(&simulator()).await;
+}
+
+#[tokio::test]
+async fn localstripe_audit_fails_closed() {
+    let server = LocalStripe::start().await;
+    an_unusable_audit_trail_stops_the_card(&stripe(&server)).await;
+    assert_eq!(server.payment_intent_count().await, 0);
+}
+
+// --- increments ---------------------------------------------------------------
+
+#[tokio::test]
+async fn simulator_increments_within_the_card_limit() {
+    let h = simulator();
+    assert!(h.connector.supports_increment());
+    let auth = h
+        .connector
+        .authorize(
+            "s7:authorize:0",
+            eur(5000),
+            "s7",
+            &presented(SIM_LIMITED_TO_100),
+        )
+        .await
+        .unwrap();
+    assert!(auth.incremental);
+    let raised = h
+        .connector
+        .increment(IncrementRequest {
+            idempotency_key: "s7:increment:0".into(),
+            auth_ref: auth.reference.clone(),
+            new_total: eur(8000),
+        })
+        .await
+        .unwrap();
+    assert_eq!(raised, eur(8000));
+    let refused = h
+        .connector
+        .increment(IncrementRequest {
+            idempotency_key: "s7:increment:1".into(),
+            auth_ref: auth.reference.clone(),
+            new_total: eur(12000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused,
+        AcquirerError::Declined(DeclineCode::InsufficientFunds)
+    );
+    let capture = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "s7:capture:0".into(),
+            auth_ref: auth.reference,
+            amount: eur(7500),
+        })
+        .await
+        .unwrap();
+    assert_eq!(capture.released, eur(500));
+}
+
+#[tokio::test]
+async fn localstripe_has_no_increments_so_the_session_stops() {
+    let server = LocalStripe::start().await;
+    let h = stripe(&server);
+    let auth = h
+        .connector
+        .authorize("s8:authorize:0", eur(5000), "s8", &presented(APPROVES))
+        .await
+        .unwrap();
+    assert!(!auth.incremental);
+    let err = h
+        .connector
+        .increment(IncrementRequest {
+            idempotency_key: "s8:increment:0".into(),
+            auth_ref: auth.reference,
+            new_total: eur(8000),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unsupported);
+}
+
+// --- simulator faults -----------------------------------------------------------
+
+#[tokio::test]
+async fn simulator_timeout_and_failure_cards() {
+    let h = simulator();
+    for (number, want) in [
+        (SIM_TIMES_OUT, AcquirerError::Timeout),
+        (SIM_FAILS, AcquirerError::Unavailable),
+    ] {
+        for _ in 0..2 {
+            let err = h
+                .connector
+                .authorize("s9:authorize:0", eur(5000), "s9", &presented(number))
+                .await
+                .unwrap_err();
+            assert_eq!(err, want);
+        }
+    }
+}
+
+// --- no card number anywhere ----------------------------------------------------
+
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_card_number_in_logs_errors_or_debug() {
+    use tracing_subscriber::util::SubscriberInitExt;
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish()
+        .set_default();
+
+    let server = LocalStripe::start().await;
+    let mut seen = Vec::new();
+    for h in [simulator(), stripe(&server)] {
+        seen.push(format!("{:?}", h.connector));
+        for (i, number) in [APPROVES, LOCALSTRIPE_DECLINES, SIM_DO_NOT_HONOUR]
+            .into_iter()
+            .enumerate()
+        {
+            let card = presented(number);
+            seen.push(format!("{card:?}"));
+            let outcome = h
+                .connector
+                .authorize(&format!("scan:{i}"), eur(5000), "scan", &card)
+                .await;
+            seen.push(format!("{outcome:?}"));
+            if let Err(e) = &outcome {
+                seen.push(e.to_string());
+            }
+        }
+        seen.push(format!("{:?}", h.audit.events.lock().unwrap()));
+    }
+    tracing::info!("scan complete");
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("scan complete"));
+    assert!(
+        logs.contains("acquirer answered"),
+        "the connectors' own logs are in the scan"
+    );
+    let everything = format!("{logs}\n{}", seen.join("\n"));
+    for number in [APPROVES, LOCALSTRIPE_DECLINES, SIM_DO_NOT_HONOUR] {
+        assert!(!everything.contains(number), "{number} leaked");
+    }
+    assert!(!everything.contains(API_KEY), "API key leaked");
+}
+
+// --- transport faults, against doubles --------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Accepts, reads, never answers.
+    NeverAnswers,
+    /// Answers every request with 503.
+    Answers503,
+}
+
+/// A fault double: a local HTTP server that misbehaves in one way and
+/// counts the requests it got.
+struct FaultServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultServer {
+    async fn start(fault: Fault) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 8192];
+                    let _ = socket.read(&mut buf).await;
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    match fault {
+                        Fault::NeverAnswers => {
+                            let _ = socket.read(&mut buf).await;
+                        }
+                        Fault::Answers503 => {
+                            let _ = socket
+                                .write_all(
+                                    b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                                )
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FaultServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn stripe_at(
+    url: &str,
+    clock: &FixedClock,
+    max_attempts: u32,
+    failure_threshold: u32,
+) -> Arc<StripeConnector> {
+    let config = StripeConfig {
+        request_timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(300),
+        max_attempts,
+        backoff: Duration::from_millis(1),
+        breaker: BreakerConfig {
+            failure_threshold,
+            open_for: chrono::Duration::seconds(30),
+        },
+        ..StripeConfig::loopback(url, SecretString::new(API_KEY.into()))
+    };
+    Arc::new(StripeConnector::new(config, Arc::new(clock.clone())).unwrap())
+}
+
+fn capture_of(key: &str) -> CaptureRequest {
+    CaptureRequest {
+        idempotency_key: key.into(),
+        auth_ref: "pi_fault".into(),
+        amount: eur(100),
+    }
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_the_breaker_opens_and_half_opens() {
+    let server = FaultServer::start(Fault::Answers503).await;
+    let clock = clock();
+    let stripe = stripe_at(&format!("http://{}", server.addr), &clock, 3, 3);
+
+    let err = stripe
+        .capture(capture_of("f1:capture:0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+    assert_eq!(server.count(), 3, "an idempotent call is tried three times");
+    assert_eq!(stripe.breaker_state(), BreakerState::Open);
+
+    let err = stripe
+        .capture(capture_of("f1:capture:1"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+    assert_eq!(server.count(), 3, "an open breaker sends nothing");
+
+    clock.advance(chrono::Duration::seconds(30));
+    assert_eq!(stripe.breaker_state(), BreakerState::HalfOpen);
+    let err = stripe
+        .capture(capture_of("f1:capture:2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+    assert_eq!(
+        server.count(),
+        4,
+        "half-open lets exactly one probe through"
+    );
+    assert_eq!(stripe.breaker_state(), BreakerState::Open);
+}
+
+#[tokio::test]
+async fn a_silent_server_times_out_after_the_retries() {
+    let server = FaultServer::start(Fault::NeverAnswers).await;
+    let clock = clock();
+    let stripe = stripe_at(&format!("http://{}", server.addr), &clock, 2, 5);
+    let first = stripe
+        .void(VoidRequest {
+            idempotency_key: "f2:void:0".into(),
+            auth_ref: "pi_fault".into(),
+        })
+        .await;
+    assert_eq!(first.unwrap_err(), AcquirerError::Timeout);
+    assert_eq!(server.count(), 2);
+    // A timeout is not a final outcome: the same key asks again.
+    let again = stripe
+        .void(VoidRequest {
+            idempotency_key: "f2:void:0".into(),
+            auth_ref: "pi_fault".into(),
+        })
+        .await;
+    assert_eq!(again.unwrap_err(), AcquirerError::Timeout);
+    assert_eq!(server.count(), 4);
+}
+
+#[tokio::test]
+async fn nothing_listening_is_unavailable() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stripe = stripe_at(&format!("http://127.0.0.1:{port}"), &clock(), 2, 5);
+    let err = stripe
+        .capture(capture_of("f3:capture:0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+}
+
+#[tokio::test]
+async fn a_call_without_an_idempotency_key_is_never_sent() {
+    let server = FaultServer::start(Fault::Answers503).await;
+    let stripe = stripe_at(&format!("http://{}", server.addr), &clock(), 3, 5);
+    for key in ["", "has space"] {
+        let err = stripe.capture(capture_of(key)).await.unwrap_err();
+        assert_eq!(err, AcquirerError::Invalid(InvalidReason::IdempotencyKey));
+    }
+    assert_eq!(server.count(), 0);
+}
