@@ -6,6 +6,7 @@ use tokio::sync::Mutex;
 
 use super::AcquirerError;
 use crate::card::{Cvc, Expiry, Pan};
+use crate::ids::TenantId;
 
 /// Borrowed card data for a single authorization. `Debug` shows the masked
 /// number and hides the CVC (both types see to that).
@@ -46,6 +47,9 @@ pub trait CardSource: Send + Sync {
     /// How the audit trail names the card: a token or session id, never card data.
     fn audit_resource(&self) -> String;
 
+    /// The tenant whose card this is, for the audit trail.
+    fn audit_tenant(&self) -> Option<TenantId>;
+
     /// What kind of opening this is, for the audit event type
     /// (`card.decrypt` for the vault, `card.use` for presented data).
     fn audit_event_type(&self) -> &'static str;
@@ -58,6 +62,7 @@ pub trait CardSource: Send + Sync {
 #[derive(Debug)]
 pub struct PresentedCard {
     resource: String,
+    tenant: Option<TenantId>,
     card: Mutex<Option<OpenedCard>>,
 }
 
@@ -66,8 +71,14 @@ impl PresentedCard {
     pub fn new(resource: impl Into<String>, card: OpenedCard) -> Self {
         Self {
             resource: resource.into(),
+            tenant: None,
             card: Mutex::new(Some(card)),
         }
+    }
+
+    pub fn with_tenant(mut self, tenant: TenantId) -> Self {
+        self.tenant = Some(tenant);
+        self
     }
 }
 
@@ -75,6 +86,10 @@ impl PresentedCard {
 impl CardSource for PresentedCard {
     fn audit_resource(&self) -> String {
         self.resource.clone()
+    }
+
+    fn audit_tenant(&self) -> Option<TenantId> {
+        self.tenant
     }
 
     fn audit_event_type(&self) -> &'static str {

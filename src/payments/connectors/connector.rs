@@ -72,6 +72,10 @@ impl Connector {
         )
         .with_resource(card.audit_resource())
         .with_reason(format!("authorize:{}", self.acquirer.name()));
+        let event = match card.audit_tenant() {
+            Some(tenant) => event.with_tenant(tenant),
+            None => event,
+        };
         self.audit
             .record(event)
             .await

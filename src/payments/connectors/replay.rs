@@ -1,10 +1,13 @@
 //! Final outcomes by idempotency key, so that a replay of a call returns
 //! what the first call got without reaching the acquirer again, and the
-//! same key for a different request is refused. Bounded in size and age;
+//! same key for a different request is refused; calls sharing a key take
+//! turns, so a concurrent replay waits for the first outcome instead of
+//! racing it to the acquirer. Bounded in size and age;
 //! the payment layer's stored intents cover restarts, and acquirers that
 //! honour idempotency keys cover the rest.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
@@ -39,6 +42,7 @@ struct Inner<T> {
 
 pub(crate) struct ReplayCache<T> {
     inner: Mutex<Inner<T>>,
+    turns: KeyTurns,
     capacity: usize,
     ttl: Duration,
     clock: Arc<dyn Clock>,
@@ -51,10 +55,29 @@ impl<T: Clone> ReplayCache<T> {
                 entries: HashMap::new(),
                 order: VecDeque::new(),
             }),
+            turns: KeyTurns::default(),
             capacity,
             ttl,
             clock,
         }
+    }
+
+    /// Runs `call` unless this key already has a final outcome, one call
+    /// per key at a time.
+    pub(crate) async fn run(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        call: impl Future<Output = Result<T, AcquirerError>>,
+    ) -> Result<T, AcquirerError> {
+        super::check_idempotency_key(key)?;
+        let _turn = self.turns.take(key).await;
+        if let Some(stored) = self.lookup(key, &fingerprint)? {
+            return stored;
+        }
+        let outcome = call.await;
+        self.store(key, fingerprint, &outcome);
+        outcome
     }
 
     /// The stored outcome for this key, `None` if there is none, or an
@@ -133,6 +156,46 @@ impl<T: Clone> ReplayCache<T> {
     }
 }
 
+/// One async lock per key in use, dropped from the map when nobody holds
+/// or waits for it.
+#[derive(Default)]
+struct KeyTurns(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+struct Turn<'a> {
+    turns: &'a KeyTurns,
+    key: String,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl KeyTurns {
+    async fn take(&self, key: &str) -> Turn<'_> {
+        // Cloned under the map lock, so the count in `Turn::drop` is exact.
+        let slot = self.map().entry(key.to_owned()).or_default().clone();
+        Turn {
+            turns: self,
+            key: key.to_owned(),
+            _held: slot.lock_owned().await,
+        }
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut map = self.turns.map();
+        // The map's reference and ours: nobody else is waiting.
+        if map
+            .get(&self.key)
+            .is_some_and(|s| Arc::strong_count(s) <= 2)
+        {
+            map.remove(&self.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +250,22 @@ mod tests {
         clock.advance(Duration::hours(23));
         assert_eq!(c.lookup("b", &fp).unwrap(), None);
         assert_eq!(c.lookup("c", &fp).unwrap(), Some(Ok(3)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_calls_with_one_key_run_once() {
+        let (c, _) = cache(10);
+        let fp = fingerprint(&[b"x"]);
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let call = || async {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(n)
+        };
+        let (a, b) = tokio::join!(c.run("k", fp, call()), c.run("k", fp, call()));
+        assert_eq!((a, b), (Ok(0), Ok(0)));
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(c.turns.map().is_empty());
     }
 
     #[test]

@@ -336,23 +336,6 @@ fn money_bytes(m: Money) -> Vec<u8> {
     format!("{}:{}", m.value, m.currency).into_bytes()
 }
 
-/// Runs a call once per idempotency key within this process; Stripe's own
-/// idempotency covers replays from elsewhere.
-async fn once<T: Clone>(
-    cache: &ReplayCache<T>,
-    key: &str,
-    fp: [u8; 32],
-    call: impl std::future::Future<Output = Result<T, AcquirerError>>,
-) -> Result<T, AcquirerError> {
-    check_idempotency_key(key)?;
-    if let Some(stored) = cache.lookup(key, &fp)? {
-        return stored;
-    }
-    let outcome = call.await;
-    cache.store(key, fp, &outcome);
-    outcome
-}
-
 #[async_trait]
 impl Acquirer for StripeConnector {
     fn name(&self) -> &'static str {
@@ -376,13 +359,13 @@ impl Acquirer for StripeConnector {
             request.reference.as_bytes(),
             last4.as_str().as_bytes(),
         ]);
-        once(
-            &self.authorizations,
-            &request.idempotency_key,
-            fp,
-            self.authorize_uncached(&request),
-        )
-        .await
+        self.authorizations
+            .run(
+                &request.idempotency_key,
+                fp,
+                self.authorize_uncached(&request),
+            )
+            .await
     }
 
     async fn increment(&self, request: IncrementRequest) -> Result<Money, AcquirerError> {
@@ -395,24 +378,25 @@ impl Acquirer for StripeConnector {
             request.auth_ref.as_bytes(),
             &money_bytes(request.new_total),
         ]);
-        once(&self.increments, &request.idempotency_key, fp, async {
-            let mut form = Form::new();
-            form.pair("amount", &wire::to_stripe(request.new_total)?.to_string());
-            let intent: PaymentIntent = self
-                .post(
-                    "increment_authorization",
-                    format!(
-                        "/v1/payment_intents/{}/increment_authorization",
-                        path_segment(&request.auth_ref)?
-                    ),
-                    form.finish(),
-                    request.idempotency_key.clone(),
-                )
-                .await
-                .map_err(|f| f.into_error(Op::Increment))?;
-            wire::from_stripe(intent.amount, &intent.currency, request.new_total.currency)
-        })
-        .await
+        self.increments
+            .run(&request.idempotency_key, fp, async {
+                let mut form = Form::new();
+                form.pair("amount", &wire::to_stripe(request.new_total)?.to_string());
+                let intent: PaymentIntent = self
+                    .post(
+                        "increment_authorization",
+                        format!(
+                            "/v1/payment_intents/{}/increment_authorization",
+                            path_segment(&request.auth_ref)?
+                        ),
+                        form.finish(),
+                        request.idempotency_key.clone(),
+                    )
+                    .await
+                    .map_err(|f| f.into_error(Op::Increment))?;
+                wire::from_stripe(intent.amount, &intent.currency, request.new_total.currency)
+            })
+            .await
     }
 
     async fn capture(&self, request: CaptureRequest) -> Result<Capture, AcquirerError> {
@@ -422,58 +406,55 @@ impl Acquirer for StripeConnector {
             request.auth_ref.as_bytes(),
             &money_bytes(request.amount),
         ]);
-        once(&self.captures, &request.idempotency_key, fp, async {
-            let currency = request.amount.currency;
-            let mut form = Form::new();
-            form.pair(
-                "amount_to_capture",
-                &wire::to_stripe(request.amount)?.to_string(),
-            );
-            let intent: PaymentIntent = self
-                .post(
-                    "capture_payment_intent",
-                    format!(
-                        "/v1/payment_intents/{}/capture",
-                        path_segment(&request.auth_ref)?
-                    ),
-                    form.finish(),
-                    request.idempotency_key.clone(),
-                )
-                .await
-                .map_err(|f| f.into_error(Op::Capture))?;
-            if !matches!(intent.status.as_str(), "succeeded" | "processing") {
-                return Err(AcquirerError::Invalid(InvalidReason::BadResponse));
-            }
-            let authorized = wire::from_stripe(intent.amount, &intent.currency, currency)?;
-            // Stripe reports `amount_received`; servers that do not are
-            // taken at the amount we asked for, which they accepted.
-            let captured = match intent.amount_received {
-                Some(received) if received > 0 => {
-                    wire::from_stripe(received, &intent.currency, currency)?
+        self.captures
+            .run(&request.idempotency_key, fp, async {
+                let currency = request.amount.currency;
+                let mut form = Form::new();
+                form.pair(
+                    "amount_to_capture",
+                    &wire::to_stripe(request.amount)?.to_string(),
+                );
+                let intent: PaymentIntent = self
+                    .post(
+                        "capture_payment_intent",
+                        format!(
+                            "/v1/payment_intents/{}/capture",
+                            path_segment(&request.auth_ref)?
+                        ),
+                        form.finish(),
+                        request.idempotency_key.clone(),
+                    )
+                    .await
+                    .map_err(|f| f.into_error(Op::Capture))?;
+                if !matches!(intent.status.as_str(), "succeeded" | "processing") {
+                    return Err(AcquirerError::Invalid(InvalidReason::BadResponse));
                 }
-                _ => request.amount,
-            };
-            let released = authorized
-                .checked_sub(captured)
-                .map_err(|_| AcquirerError::Invalid(InvalidReason::BadResponse))?;
-            Ok(Capture {
-                reference: intent.id,
-                captured,
-                released,
+                let authorized = wire::from_stripe(intent.amount, &intent.currency, currency)?;
+                // Stripe reports `amount_received`; servers that do not are
+                // taken at the amount we asked for, which they accepted.
+                let captured = match intent.amount_received {
+                    Some(received) if received > 0 => {
+                        wire::from_stripe(received, &intent.currency, currency)?
+                    }
+                    _ => request.amount,
+                };
+                let released = authorized
+                    .checked_sub(captured)
+                    .map_err(|_| AcquirerError::Invalid(InvalidReason::BadResponse))?;
+                Ok(Capture {
+                    reference: intent.id,
+                    captured,
+                    released,
+                })
             })
-        })
-        .await
+            .await
     }
 
     async fn void(&self, request: VoidRequest) -> Result<Void, AcquirerError> {
         let fp = fingerprint(&[b"void", request.auth_ref.as_bytes()]);
-        once(
-            &self.voids,
-            &request.idempotency_key,
-            fp,
-            self.void_uncached(&request),
-        )
-        .await
+        self.voids
+            .run(&request.idempotency_key, fp, self.void_uncached(&request))
+            .await
     }
 
     async fn refund(&self, request: RefundRequest) -> Result<Refund, AcquirerError> {
@@ -483,32 +464,33 @@ impl Acquirer for StripeConnector {
             request.capture_ref.as_bytes(),
             &money_bytes(request.amount),
         ]);
-        once(&self.refunds, &request.idempotency_key, fp, async {
-            let mut form = Form::new();
-            form.pair("payment_intent", path_segment(&request.capture_ref)?);
-            form.pair("amount", &wire::to_stripe(request.amount)?.to_string());
-            let refund: RefundObject = self
-                .post(
-                    "create_refund",
-                    "/v1/refunds".into(),
-                    form.finish(),
-                    request.idempotency_key.clone(),
-                )
-                .await
-                .map_err(|f| f.into_error(Op::Refund))?;
-            if matches!(refund.status.as_str(), "failed" | "canceled") {
-                return Err(AcquirerError::Declined(DeclineCode::ProcessingError));
-            }
-            Ok(Refund {
-                refunded: wire::from_stripe(
-                    refund.amount,
-                    &refund.currency,
-                    request.amount.currency,
-                )?,
-                reference: refund.id,
+        self.refunds
+            .run(&request.idempotency_key, fp, async {
+                let mut form = Form::new();
+                form.pair("payment_intent", path_segment(&request.capture_ref)?);
+                form.pair("amount", &wire::to_stripe(request.amount)?.to_string());
+                let refund: RefundObject = self
+                    .post(
+                        "create_refund",
+                        "/v1/refunds".into(),
+                        form.finish(),
+                        request.idempotency_key.clone(),
+                    )
+                    .await
+                    .map_err(|f| f.into_error(Op::Refund))?;
+                if matches!(refund.status.as_str(), "failed" | "canceled") {
+                    return Err(AcquirerError::Declined(DeclineCode::ProcessingError));
+                }
+                Ok(Refund {
+                    refunded: wire::from_stripe(
+                        refund.amount,
+                        &refund.currency,
+                        request.amount.currency,
+                    )?,
+                    reference: refund.id,
+                })
             })
-        })
-        .await
+            .await
     }
 }
 
