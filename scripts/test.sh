@@ -24,6 +24,8 @@ command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_isready >/dev/null || missing+=(postgresql-client)
 [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ] || missing+=(postgresql)
+# The Stripe connector's default trust roots.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207

@@ -620,3 +620,113 @@ async fn a_call_without_an_idempotency_key_is_never_sent() {
     }
     assert_eq!(server.count(), 0);
 }
+
+/// A fault double that speaks TLS with a certificate from `ca` for
+/// `localhost` and answers every request with 503; counts the requests that
+/// got through the handshake.
+async fn tls_503_server(ca: &voltvault::devpki::DevCa) -> (u16, Arc<AtomicUsize>) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let issued = ca.issue_server(&["localhost"]).unwrap();
+    let chain = vec![CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(issued.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(voltvault::http::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 8192];
+                if tls.read(&mut buf).await.unwrap_or(0) > 0 {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = tls
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    (port, requests)
+}
+
+fn https_config(port: u16, roots: &str) -> StripeConfig {
+    StripeConfig {
+        base_url: format!("https://localhost:{port}"),
+        allowed_hosts: vec!["localhost".into()],
+        trust_roots_pem: Some(roots.as_bytes().to_vec()),
+        request_timeout: Duration::from_secs(5),
+        max_attempts: 2,
+        backoff: Duration::from_millis(1),
+        ..StripeConfig::production(SecretString::new(API_KEY.into()))
+    }
+}
+
+#[tokio::test]
+async fn https_reaches_an_allowed_host_that_the_configured_roots_vouch_for() {
+    let ca = voltvault::devpki::DevCa::generate("acquirer test CA").unwrap();
+    let (port, requests) = tls_503_server(&ca).await;
+    let stripe =
+        StripeConnector::new(https_config(port, &ca.cert_pem()), Arc::new(clock())).unwrap();
+    let err = stripe
+        .capture(capture_of("t1:capture:0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "both attempts got through TLS"
+    );
+
+    let stranger = voltvault::devpki::DevCa::generate("some other CA").unwrap();
+    let stripe =
+        StripeConnector::new(https_config(port, &stranger.cert_pem()), Arc::new(clock())).unwrap();
+    let err = stripe
+        .capture(capture_of("t2:capture:0"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, AcquirerError::Unavailable);
+    assert_eq!(
+        requests.load(Ordering::SeqCst),
+        2,
+        "no request over a connection the roots do not vouch for"
+    );
+}
+
+#[test]
+fn production_config_needs_an_allowed_https_host() {
+    let key = || SecretString::new(API_KEY.into());
+    assert!(StripeConnector::new(StripeConfig::production(key()), Arc::new(clock())).is_ok());
+    let elsewhere = StripeConfig {
+        base_url: "https://stripe.example.net".into(),
+        ..StripeConfig::production(key())
+    };
+    assert_eq!(
+        StripeConnector::new(elsewhere, Arc::new(clock())).unwrap_err(),
+        voltvault::payments::connectors::stripe::StripeConfigError::HostNotAllowed
+    );
+    let plain = StripeConfig {
+        base_url: "http://127.0.0.1:8420".into(),
+        ..StripeConfig::production(key())
+    };
+    assert_eq!(
+        StripeConnector::new(plain, Arc::new(clock())).unwrap_err(),
+        voltvault::payments::connectors::stripe::StripeConfigError::NotHttps
+    );
+}

@@ -506,6 +506,50 @@ mod tests {
         }
     }
 
+    fn answer(status: u16, body: &str) -> Failed {
+        match parse::<wire::Created>(Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: body.as_bytes().to_vec(),
+        }) {
+            Err(failed) => failed,
+            Ok(_) => panic!("an error status parsed as success"),
+        }
+    }
+
+    #[test]
+    fn a_missing_increment_route_means_unsupported() {
+        // aiohttp's plain-text 404 for a route it does not have.
+        let err = answer(404, "404: Not Found").into_error(Op::Increment);
+        assert_eq!(err, AcquirerError::Unsupported);
+        let missing = r#"{"error":{"type":"invalid_request_error","code":"resource_missing"}}"#;
+        assert_eq!(
+            answer(404, missing).into_error(Op::Increment),
+            AcquirerError::Invalid(InvalidReason::UnknownReference)
+        );
+        assert_eq!(
+            answer(404, "404: Not Found").into_error(Op::Capture),
+            AcquirerError::Invalid(InvalidReason::Rejected)
+        );
+    }
+
+    #[test]
+    fn declines_and_refusals_keep_no_free_text() {
+        let body = r#"{"error":{"type":"card_error","code":"card_declined",
+            "decline_code":"insufficient_funds","message":"4000000000009995 declined"}}"#;
+        let err = answer(402, body).into_error(Op::Authorize);
+        assert_eq!(err, AcquirerError::Declined(DeclineCode::InsufficientFunds));
+        assert!(!format!("{err:?} {err}").contains("4000"));
+        let too_much = r#"{"error":{"type":"invalid_request_error","code":"amount_too_large"}}"#;
+        assert_eq!(
+            answer(400, too_much).into_error(Op::Refund),
+            AcquirerError::Invalid(InvalidReason::RefundExceedsCapture)
+        );
+        assert_eq!(
+            answer(401, "{}").into_error(Op::Other),
+            AcquirerError::Invalid(InvalidReason::Credentials)
+        );
+    }
+
     #[test]
     fn forms_encode_nested_names() {
         let mut f = Form::new();
