@@ -221,7 +221,8 @@ pub trait Acquirer: Send + Sync {
     ) -> Result<Authorization, AcquirerError>;
 
     /// Returns the new authorized amount, or `Unsupported`: the session then
-    /// tells the charger to stop.
+    /// tells the charger to stop. Worth calling only for a hold whose
+    /// [`Authorization::incremental`] is true; elsewhere the acquirer refuses.
     async fn increment(&self, request: IncrementRequest) -> Result<Money, AcquirerError>;
 
     async fn capture(&self, request: CaptureRequest) -> Result<Capture, AcquirerError>;
