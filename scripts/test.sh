@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh Debian machine: installs what the tests
 # need when it is missing, starts PostgreSQL when it is not answering, then
-# runs formatting, lints and every test (SQLite, PostgreSQL, SoftHSM2).
+# runs formatting, lints and every test (SQLite, PostgreSQL, SoftHSM2,
+# localstripe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +24,24 @@ command -v softhsm2-util >/dev/null || missing+=(softhsm2)
 command -v psql >/dev/null || missing+=(postgresql-client)
 command -v pg_isready >/dev/null || missing+=(postgresql-client)
 [ -d /etc/postgresql ] && [ -n "$(ls /etc/postgresql 2>/dev/null)" ] || missing+=(postgresql)
+# The Stripe connector's default trust roots.
+[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 if [ ${#missing[@]} -gt 0 ]; then
   # shellcheck disable=SC2207
   apt_install $(printf '%s\n' "${missing[@]}" | sort -u)
 fi
+# localstripe: the Stripe-compatible server the acquirer connector tests run against.
+command -v python3 >/dev/null || apt_install python3
+if ! python3 -c 'import localstripe' 2>/dev/null; then
+  log "installing localstripe"
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  # Debian's own Python refuses installs outside a venv (PEP 668); a user install will do.
+  python3 -m pip install -q localstripe 2>/dev/null \
+    || python3 -m pip install -q --user --break-system-packages localstripe
+fi
+export PATH="$HOME/.local/bin:$PATH"
+command -v localstripe >/dev/null || { echo "localstripe is installed but not on PATH"; exit 1; }
 
 # --- PostgreSQL at 127.0.0.1:5432 ---------------------------------------------
 PGURL_HOST=127.0.0.1

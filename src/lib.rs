@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod payments;
 pub mod redact;
 pub mod secret;
 pub mod store;

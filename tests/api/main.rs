@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod helpers;
+mod localstripe;
 
 mod audit;
 mod binary;
+mod connectors;
 mod edge;
 mod keys;
 mod store;

@@ -1,0 +1,3 @@
+//! Payments: the acquirer connectors (the payment-session state machine will live beside them).
+
+pub mod connectors;
