@@ -655,7 +655,18 @@ pin_file = "{}"
         });
         let mut all = Vec::new();
         key_paths(&serde_json::to_value(&full).unwrap(), "", &mut all);
-        assert_eq!(documented, all);
+        let text = include_str!("../deploy/voltvault.example.toml");
+        for key in &all {
+            // Development-only keys are documented as comments.
+            let leaf = key.rsplit('.').next().unwrap();
+            assert!(
+                documented.contains(key) || text.contains(&format!("# {leaf} = ")),
+                "{key} is not documented in deploy/voltvault.example.toml"
+            );
+        }
+        for key in &documented {
+            assert!(all.contains(key), "{key} is documented but not a key");
+        }
     }
 
     #[test]
