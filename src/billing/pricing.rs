@@ -502,3 +502,83 @@ mod tests {
         assert_eq!(allocate_vat(&[d / 2 - 1]), Some(vec![0]));
     }
 }
+
+#[cfg(test)]
+mod bad_input {
+    use super::*;
+
+    fn tariff() -> Tariff {
+        Tariff::from_json(
+            r#"{"id":"t","version":1,"currency":"EUR","time_zone":"UTC","elements":[{"price_components":[{"type":"ENERGY","price":"0.25"}]}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn r(secs: i64, wh: i64) -> MeterReading {
+        MeterReading::new(
+            DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap(),
+            wh,
+        )
+    }
+
+    #[test]
+    fn bad_timelines_have_stable_codes() {
+        let t = tariff();
+        let cases: Vec<(Vec<MeterReading>, PricingError, &str)> = vec![
+            (vec![], PricingError::EmptyTimeline, "empty_timeline"),
+            (
+                vec![r(0, 10), r(60, 500), r(120, 400)],
+                PricingError::MeterWentBackwards(2),
+                "meter_went_backwards",
+            ),
+            (
+                vec![r(0, 10), r(60, 20), r(30, 30)],
+                PricingError::OutOfOrder(2),
+                "reading_out_of_order",
+            ),
+            (
+                vec![r(0, -1)],
+                PricingError::InvalidReading(0),
+                "invalid_meter_reading",
+            ),
+            (
+                vec![
+                    r(0, 0),
+                    MeterReading {
+                        current_ma: Some(-1),
+                        ..r(60, 10)
+                    },
+                ],
+                PricingError::InvalidReading(1),
+                "invalid_meter_reading",
+            ),
+            (
+                vec![r(0, 0), r(MAX_SESSION_SECS + 1, 10)],
+                PricingError::SessionTooLong,
+                "session_too_long",
+            ),
+            (
+                vec![r(0, 0), r(60, MAX_SESSION_WH + 1)],
+                PricingError::EnergyOutOfRange,
+                "energy_out_of_range",
+            ),
+        ];
+        for (readings, want, code) in cases {
+            let err = price_session(&t, &readings).unwrap_err();
+            assert_eq!(err, want);
+            assert_eq!(err.code(), code);
+        }
+        assert_eq!(
+            PricingError::MeterWentBackwards(2).to_string(),
+            "readings[2].energy_wh: lower than the reading before it"
+        );
+    }
+
+    #[test]
+    fn a_reading_repeated_or_without_time_is_fine() {
+        let t = tariff();
+        // Same instant twice with energy: 1000 Wh in 0 s still bills 0.25.
+        let c = price_session(&t, &[r(0, 0), r(0, 1000), r(0, 1000)]).unwrap();
+        assert_eq!(c.excl_vat.value, 25);
+    }
+}

@@ -169,7 +169,11 @@ impl Tariff {
     pub fn from_json(json: &str) -> Result<Tariff, TariffError> {
         let de = &mut serde_json::Deserializer::from_str(json);
         let doc: TariffDoc = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
+            // The document itself has the path ".".
+            let path = match e.path().to_string() {
+                p if p == "." => "tariff".to_string(),
+                p => p,
+            };
             TariffError::at(&path, TariffProblem::Json(e.into_inner().to_string()))
         })?;
         doc.validate()
@@ -687,5 +691,284 @@ impl FromStr for Tariff {
     type Err = TariffError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Tariff::from_json(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ENERGY: &str = r#"{"price_components":[{"type":"ENERGY","price":"0.25","vat":"10"}]}"#;
+
+    fn doc(top: &str, elements: &str) -> String {
+        format!(
+            r#"{{"id":"t-1","version":1,"currency":"EUR","time_zone":"Europe/Paris"{top},"elements":{elements}}}"#
+        )
+    }
+
+    fn with_component(component: &str) -> String {
+        doc("", &format!(r#"[{{"price_components":[{component}]}}]"#))
+    }
+
+    fn with_restrictions(restrictions: &str) -> String {
+        doc(
+            "",
+            &format!(
+                r#"[{{"price_components":[{{"type":"ENERGY","price":"0.25"}}],"restrictions":{restrictions}}}]"#
+            ),
+        )
+    }
+
+    #[test]
+    fn a_valid_tariff_parses() {
+        let t = Tariff::from_json(&doc(
+            r#","min_price":{"excl_vat":50,"incl_vat":55}"#,
+            &format!(
+                r#"[{{"price_components":[{{"type":"ENERGY","price":"0.45","vat":"10"}}],"restrictions":{{"start_time":"18:00","end_time":"22:00","day_of_week":["MONDAY","FRIDAY"],"min_kwh":"0.5","max_power":"50","start_date":"2025-01-01","end_date":"2026-01-01","min_duration":0,"max_duration":7200}}}},{ENERGY}]"#
+            ),
+        ))
+        .unwrap();
+        assert_eq!(t.id(), "t-1");
+        assert_eq!(t.version(), 1);
+        assert_eq!(t.currency().code(), "EUR");
+        assert_eq!(t.time_zone().name(), "Europe/Paris");
+        assert_eq!(t.elements().len(), 2);
+        let r = t.elements()[0].restrictions();
+        assert_eq!(r.energy_wh.min, Some(500));
+        assert_eq!(r.power_w.max, Some(50_000));
+        assert_eq!(r.duration_s.max, Some(7200));
+        let c = t.elements()[0].component(Dimension::Energy).unwrap();
+        assert_eq!(c.price().to_string(), "0.45");
+        assert_eq!(
+            c.vat_percent().map(|v| v.to_string()),
+            Some("10".to_string())
+        );
+        assert_eq!(c.step_size(), 1);
+        assert_eq!(t.min_price().unwrap().incl_vat.value, 55);
+    }
+
+    #[test]
+    fn bad_input_has_a_stable_code_and_names_the_field() {
+        let p0 = "elements[0].price_components[0]";
+        let r0 = "elements[0].restrictions";
+        let cases: Vec<(String, &str, String)> = vec![
+            (
+                with_component(r#"{"type":"ENERGY","price":"-0.25"}"#),
+                "negative_price",
+                format!("{p0}.price"),
+            ),
+            (
+                doc("", &format!("[{ENERGY}]")).replace("EUR", "XYZ"),
+                "unknown_currency",
+                "currency".into(),
+            ),
+            (
+                doc(
+                    "",
+                    &format!(
+                        r#"[{ENERGY},{{"price_components":[{{"type":"ENERGY","price":"0.45"}}],"restrictions":{{"start_time":"18:00"}}}}]"#
+                    ),
+                ),
+                "overlapping_restrictions",
+                "elements[1].restrictions".into(),
+            ),
+            (
+                doc(
+                    "",
+                    r#"[{"price_components":[{"type":"TIME","price":"1"}],"restrictions":{"start_time":"08:00"}},
+                          {"price_components":[{"type":"TIME","price":"2"}],"restrictions":{"start_time":"09:00","day_of_week":["MONDAY"]}}]"#,
+                ),
+                "overlapping_restrictions",
+                "elements[1].restrictions".into(),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":0.25}"#),
+                "invalid_tariff_json",
+                format!("{p0}.price"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"0.25","colour":"red"}"#),
+                "invalid_tariff_json",
+                format!("{p0}.colour"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"1e3"}"#),
+                "invalid_decimal",
+                format!("{p0}.price"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"0.1234567"}"#),
+                "invalid_decimal",
+                format!("{p0}.price"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"1000001"}"#),
+                "value_out_of_range",
+                format!("{p0}.price"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"0.25","vat":"120"}"#),
+                "invalid_vat",
+                format!("{p0}.vat"),
+            ),
+            (
+                with_component(r#"{"type":"ENERGY","price":"0.25","vat":"-1"}"#),
+                "invalid_vat",
+                format!("{p0}.vat"),
+            ),
+            (
+                with_component(r#"{"type":"TIME","price":"1","step_size":0}"#),
+                "invalid_step_size",
+                format!("{p0}.step_size"),
+            ),
+            (
+                with_component(r#"{"type":"KWH","price":"1"}"#),
+                "invalid_tariff_json",
+                format!("{p0}.type"),
+            ),
+            (
+                doc(
+                    "",
+                    r#"[{"price_components":[{"type":"FLAT","price":"1"},{"type":"FLAT","price":"2"}]}]"#,
+                ),
+                "duplicate_price_component",
+                "elements[0].price_components[1].type".into(),
+            ),
+            (
+                with_restrictions(r#"{"start_time":"24:00"}"#),
+                "invalid_time_of_day",
+                format!("{r0}.start_time"),
+            ),
+            (
+                with_restrictions(r#"{"end_time":"8:00"}"#),
+                "invalid_time_of_day",
+                format!("{r0}.end_time"),
+            ),
+            (
+                with_restrictions(r#"{"start_time":"08:00","end_time":"08:00"}"#),
+                "empty_restriction",
+                format!("{r0}.end_time"),
+            ),
+            (
+                with_restrictions(r#"{"min_kwh":"20","max_kwh":"10"}"#),
+                "empty_restriction",
+                format!("{r0}.max_kwh"),
+            ),
+            (
+                with_restrictions(r#"{"min_kwh":"0.0005"}"#),
+                "invalid_decimal",
+                format!("{r0}.min_kwh"),
+            ),
+            (
+                with_restrictions(r#"{"min_power":"-5"}"#),
+                "negative_price",
+                format!("{r0}.min_power"),
+            ),
+            (
+                with_restrictions(r#"{"min_duration":-1}"#),
+                "value_out_of_range",
+                format!("{r0}.min_duration"),
+            ),
+            (
+                with_restrictions(r#"{"start_date":"2025-02-01","end_date":"2025-01-01"}"#),
+                "empty_restriction",
+                format!("{r0}.end_date"),
+            ),
+            (
+                with_restrictions(r#"{"start_date":"2025-02-30"}"#),
+                "invalid_date",
+                format!("{r0}.start_date"),
+            ),
+            (
+                with_restrictions(r#"{"day_of_week":[]}"#),
+                "empty_restriction",
+                format!("{r0}.day_of_week"),
+            ),
+            (
+                with_restrictions(r#"{"reservation":"RESERVATION"}"#),
+                "invalid_tariff_json",
+                format!("{r0}.reservation"),
+            ),
+            (doc("", "[]"), "invalid_element_count", "elements".into()),
+            (
+                doc("", r#"[{"price_components":[]}]"#),
+                "invalid_element_count",
+                "elements[0].price_components".into(),
+            ),
+            (
+                doc("", &format!("[{ENERGY}]")).replace("Europe/Paris", "Mars/Olympus"),
+                "unknown_time_zone",
+                "time_zone".into(),
+            ),
+            (
+                doc("", &format!("[{ENERGY}]")).replace("\"t-1\"", "\"\""),
+                "invalid_tariff_id",
+                "id".into(),
+            ),
+            (
+                doc("", &format!("[{ENERGY}]")).replace("\"version\":1", "\"version\":0"),
+                "invalid_tariff_version",
+                "version".into(),
+            ),
+            (
+                doc(r#","min_price":{"excl_vat":50}"#, &format!("[{ENERGY}]")),
+                "invalid_price_limit",
+                "min_price.incl_vat".into(),
+            ),
+            (
+                doc(
+                    r#","min_price":{"excl_vat":-5,"incl_vat":0}"#,
+                    &format!("[{ENERGY}]"),
+                ),
+                "negative_price",
+                "min_price".into(),
+            ),
+            (
+                doc(
+                    r#","max_price":{"excl_vat":100,"incl_vat":90}"#,
+                    &format!("[{ENERGY}]"),
+                ),
+                "invalid_price_limit",
+                "max_price.incl_vat".into(),
+            ),
+            (
+                doc(
+                    r#","min_price":{"excl_vat":500,"incl_vat":550},"max_price":{"excl_vat":100,"incl_vat":110}"#,
+                    &format!("[{ENERGY}]"),
+                ),
+                "invalid_price_limit",
+                "max_price".into(),
+            ),
+            (
+                "not json".to_string(),
+                "invalid_tariff_json",
+                "tariff".into(),
+            ),
+            (
+                r#"{"id":"t"}"#.to_string(),
+                "invalid_tariff_json",
+                "tariff".into(),
+            ),
+        ];
+        for (json, code, field) in cases {
+            let err = Tariff::from_json(&json).expect_err(&json);
+            assert_eq!(
+                (err.code(), err.field.as_str()),
+                (code, field.as_str()),
+                "{json}\n{err}"
+            );
+            assert!(err.to_string().starts_with(&field), "{err}");
+        }
+    }
+
+    #[test]
+    fn narrower_elements_first_are_not_overlaps() {
+        // The OCPI pattern: specific elements first, a fallback without
+        // restrictions last. Also different dimensions never shadow.
+        Tariff::from_json(&doc(
+            "",
+            &format!(r#"[{{"price_components":[{{"type":"ENERGY","price":"0.45"}}],"restrictions":{{"start_time":"18:00"}}}},{ENERGY},{{"price_components":[{{"type":"TIME","price":"1"}}]}}]"#),
+        ))
+        .unwrap();
     }
 }
