@@ -28,6 +28,10 @@
 //! quantity of that stretch is rounded up to a multiple of the step size of
 //! the last component that billed it, and the extra is billed at that
 //! component's price. So 8 minutes with a 300 s step bill 10 minutes.
+//! Dimensions round independently: charging time rounded up does not eat
+//! into the parking time after it. That is how OCPI's complex example bills;
+//! its first step-size example lets the parking vanish instead, and the two
+//! cannot both hold (see `worked_examples`).
 //!
 //! # Rounding rule
 //!
@@ -82,7 +86,7 @@ impl MeterReading {
 }
 
 /// One priced component of a session.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CostLine {
     pub kind: Dimension,
     /// Index of the tariff element whose component priced this line.
@@ -98,13 +102,14 @@ pub struct CostLine {
     pub vat: Money,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PriceLimitApplied {
     MinPrice,
     MaxPrice,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Cost {
     pub lines: Vec<CostLine>,
     /// Sums of the lines, before the minimum and maximum price.
@@ -333,9 +338,12 @@ fn cut(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Piece>, Pricing
         };
         let mut points: BTreeSet<(i64, i64)> = times.iter().map(|s| (*s, energy_at(*s))).collect();
         points.insert((dt, e1));
-        for x in bounds.energies.range((e0 + 1)..e1) {
-            let s = (i128::from(x - e0) * i128::from(dt) / i128::from(de)) as i64;
-            points.insert((s, *x));
+        // Energy thresholds strictly inside the interval (none when idle).
+        if de > 1 {
+            for x in bounds.energies.range((e0 + 1)..e1) {
+                let s = (i128::from(x - e0) * i128::from(dt) / i128::from(de)) as i64;
+                points.insert((s, *x));
+            }
         }
 
         let power = (dt > 0).then_some((de, dt));

@@ -48,6 +48,7 @@ impl TariffVersions {
         valid_from: DateTime<Utc>,
     ) -> Result<(), VersionError> {
         let (last_from, last) = self.latest_entry();
+        let expected = last.version().saturating_add(1);
         if tariff.id() != last.id() {
             return Err(VersionError::IdMismatch);
         }
@@ -61,14 +62,14 @@ impl TariffVersions {
             } else {
                 Err(VersionError::VersionConflict {
                     found: tariff.version(),
-                    expected: last.version() + 1,
+                    expected,
                 })
             };
         }
-        if tariff.version() != last.version() + 1 {
+        if tariff.version() != expected {
             return Err(VersionError::VersionConflict {
                 found: tariff.version(),
-                expected: last.version() + 1,
+                expected,
             });
         }
         if valid_from <= *last_from {

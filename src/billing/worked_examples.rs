@@ -717,3 +717,47 @@ fn live_cost_is_the_same_function_on_a_prefix() {
     assert_eq!(totals(&price_session(&t, &all[..2]).unwrap()), (300, 335));
     assert_eq!(totals(&price_session(&t, &all).unwrap()), (700, 790));
 }
+
+#[test]
+fn energy_threshold_with_idle_intervals() {
+    // An idle interval has no energy to cut at a kWh threshold. 0-1 kWh at
+    // 0.10, beyond at 0.30: 1 kWh, idle, then 2 kWh more = 0.10 + 0.60.
+    let t = eur(
+        r#"[{"price_components":[{"type":"ENERGY","price":"0.10"}],"restrictions":{"max_kwh":"1"}},
+            {"price_components":[{"type":"ENERGY","price":"0.30"}]}]"#,
+    );
+    let c = price_session(
+        &t,
+        &[
+            r("2025-06-02T10:00:00Z", 500),
+            r("2025-06-02T10:10:00Z", 1_500),
+            r("2025-06-02T10:20:00Z", 1_500),
+            r("2025-06-02T10:30:00Z", 3_500),
+        ],
+    )
+    .unwrap();
+    assert_eq!(line(&c, Dimension::Energy, 0), (1_000, 1_000, 10));
+    assert_eq!(line(&c, Dimension::Energy, 1), (2_000, 2_000, 60));
+}
+
+#[test]
+fn cost_serializes_with_money_as_minor_units_and_prices_as_strings() {
+    let t = eur(&format!(r#"[{{"price_components":[{ENERGY_025_VAT10}]}}]"#));
+    let c = price_session(
+        &t,
+        &[
+            r("2025-06-02T10:00:00Z", 0),
+            r("2025-06-02T11:00:00Z", 20_000),
+        ],
+    )
+    .unwrap();
+    let v = serde_json::to_value(&c).unwrap();
+    assert_eq!(
+        v["incl_vat"],
+        serde_json::json!({"value": 550, "currency": "EUR"})
+    );
+    assert_eq!(v["lines"][0]["kind"], "ENERGY");
+    assert_eq!(v["lines"][0]["unit_price"], "0.25");
+    assert_eq!(v["lines"][0]["vat_rate"], "10");
+    assert_eq!(v["limit_applied"], serde_json::Value::Null);
+}
