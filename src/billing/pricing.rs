@@ -51,7 +51,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::exact::{VAT_DENOMINATOR, amount_minor, div_ceil, div_round_half_up, vat_numerator};
@@ -135,6 +135,8 @@ pub enum PricingError {
     SessionTooLong,
     #[error("readings: more than {MAX_SESSION_WH} Wh in one session")]
     EnergyOutOfRange,
+    #[error("readings: a time is outside the supported calendar")]
+    TimeOutOfRange,
     #[error("amount out of range")]
     AmountOutOfRange,
 }
@@ -148,6 +150,7 @@ impl PricingError {
             PricingError::InvalidReading(_) => "invalid_meter_reading",
             PricingError::SessionTooLong => "session_too_long",
             PricingError::EnergyOutOfRange => "energy_out_of_range",
+            PricingError::TimeOutOfRange => "time_out_of_range",
             PricingError::AmountOutOfRange => "amount_out_of_range",
         }
     }
@@ -235,7 +238,7 @@ fn check(readings: &[MeterReading]) -> Result<(), PricingError> {
 }
 
 fn at(secs: i64) -> Result<DateTime<Utc>, PricingError> {
-    DateTime::from_timestamp(secs, 0).ok_or(PricingError::AmountOutOfRange)
+    DateTime::from_timestamp(secs, 0).ok_or(PricingError::TimeOutOfRange)
 }
 
 fn start_state(tariff: &Tariff, readings: &[MeterReading]) -> Result<State, PricingError> {
@@ -297,9 +300,12 @@ fn cut(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Piece>, Pricing
         // Times (seconds after t0) at which a restriction may switch.
         let mut times: BTreeSet<i64> = BTreeSet::from([0, dt]);
         if !bounds.minutes.is_empty() {
-            let first_day = zone.local(at(t0)?).date() - Duration::days(1);
-            let last_day = zone.local(at(t1)?).date() + Duration::days(1);
-            let mut day = first_day;
+            // One local day either side covers every offset a zone can have.
+            let first_day = zone.local(at(t0)?).date().pred_opt();
+            let last_day = zone.local(at(t1)?).date().succ_opt();
+            let (Some(mut day), Some(last_day)) = (first_day, last_day) else {
+                return Err(PricingError::TimeOutOfRange);
+            };
             while day <= last_day {
                 for m in &bounds.minutes {
                     let local = day.and_hms_opt(u32::from(*m / 60), u32::from(*m % 60), 0);
@@ -310,7 +316,10 @@ fn cut(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Piece>, Pricing
                         }
                     }
                 }
-                day += Duration::days(1);
+                match day.succ_opt() {
+                    Some(next) => day = next,
+                    None => break,
+                }
             }
             // Daylight saving changes move the local clock without a named
             // minute passing; spans are under two days, so one check each.
@@ -588,5 +597,26 @@ mod bad_input {
         // Same instant twice with energy: 1000 Wh in 0 s still bills 0.25.
         let c = price_session(&t, &[r(0, 0), r(0, 1000), r(0, 1000)]).unwrap();
         assert_eq!(c.excl_vat.value, 25);
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    #[test]
+    fn the_last_representable_day_does_not_panic() {
+        let t = Tariff::from_json(
+            r#"{"id":"t","version":1,"currency":"EUR","time_zone":"UTC","elements":[{"price_components":[{"type":"ENERGY","price":"0.25"}],"restrictions":{"start_time":"18:00"}}]}"#,
+        )
+        .unwrap();
+        let end = DateTime::<Utc>::MAX_UTC.timestamp();
+        let readings = [
+            MeterReading::new(DateTime::from_timestamp(end - 60, 0).unwrap(), 0),
+            MeterReading::new(DateTime::from_timestamp(end, 0).unwrap(), 10),
+        ];
+        let err = price_session(&t, &readings).unwrap_err();
+        assert_eq!(err, PricingError::TimeOutOfRange);
+        assert_eq!(err.code(), "time_out_of_range");
     }
 }
