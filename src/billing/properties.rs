@@ -213,6 +213,26 @@ proptest! {
     }
 
     #[test]
+    fn a_reading_on_the_straight_line_changes_nothing(
+        t in restricted_tariff(),
+        (start, reg, steps) in timeline(),
+        at in 0usize..25,
+    ) {
+        // Even intervals, then the midpoint of one of them as an extra
+        // reading: the pieces priced are the same, so is every figure.
+        prop_assume!(t.is_some() && !steps.is_empty());
+        let Some(t) = t else { return Ok(()) };
+        let doubled: Vec<(i64, i64)> = steps.iter().map(|(dt, de)| (dt * 2, de * 2)).collect();
+        let i = at % doubled.len();
+        let (dt, de) = doubled[i];
+        let mut split = doubled.clone();
+        split.splice(i..=i, [(dt / 2, de / 2), (dt / 2, de / 2)]);
+        let a = price_session(&t, &readings(start, reg, &doubled)).unwrap();
+        let b = price_session(&t, &readings(start, reg, &split)).unwrap();
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
     fn more_energy_never_costs_less(
         t in flat_rate_tariff(),
         (start, reg, steps) in timeline(),
