@@ -624,7 +624,7 @@ pin_file = "{}"
                 };
                 if v.is_object() {
                     key_paths(v, &path, out);
-                } else {
+                } else if !v.is_null() {
                     out.push(path);
                 }
             }

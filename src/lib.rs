@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod billing;
 pub mod card;
 pub mod cli;
 pub mod clock;

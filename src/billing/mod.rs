@@ -1,0 +1,23 @@
+//! Billing: tariffs, their versions, session pricing and the price display.
+//! Pure domain logic: no HTTP, no SQL, no clock (time comes in as values).
+
+pub mod display;
+mod exact;
+pub mod pricing;
+pub mod restriction;
+pub mod tariff;
+pub mod versions;
+pub mod zone;
+
+#[cfg(test)]
+mod properties;
+#[cfg(test)]
+mod worked_examples;
+
+pub use display::{DisplayError, MAX_DISPLAY_CHARS, price_display};
+pub use pricing::{Cost, CostLine, MeterReading, PriceLimitApplied, PricingError, price_session};
+pub use tariff::{
+    Dimension, PriceComponent, PriceLimit, Tariff, TariffElement, TariffError, TariffProblem,
+};
+pub use versions::{TariffVersions, VersionError};
+pub use zone::TariffZone;
