@@ -11,6 +11,13 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use std::num::NonZeroU32;
+
+use crate::audit::{AuditSink, LogSink};
+use crate::auth::charger::ChargerTrust;
+use crate::auth::keys::PepperKeys;
+use crate::auth::ratelimit::RateLimitSettings;
+use crate::auth::{AuthService, AuthSettings, Policy};
 use crate::clock::Environment;
 use crate::config::{Config, ConfigError};
 use crate::http::metrics::Metrics;
@@ -30,6 +37,12 @@ pub enum StartError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error(transparent)]
+    Policy(#[from] crate::auth::policy::PolicyError),
+    #[error(transparent)]
+    AuthKeys(#[from] crate::auth::keys::AuthKeyError),
+    #[error("charger CAs: cannot load them from the database ({0})")]
+    ChargerCas(crate::store::StoreError),
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
         key: &'static str,
@@ -44,12 +57,64 @@ pub struct App {
     store: Arc<dyn Store>,
     env: Environment,
     tls: Arc<rustls::ServerConfig>,
+    auth: Arc<AuthService>,
+    audit: Arc<dyn AuditSink>,
+}
+
+/// The policy named in the configuration, or the one built in.
+pub fn load_policy(config: &Config) -> Result<Policy, StartError> {
+    Ok(match &config.auth.policy_file {
+        Some(path) => Policy::load(path)?,
+        None => Policy::shipped()?,
+    })
+}
+
+/// The authentication service over an open store (the CLI uses it too).
+pub async fn auth_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    env: Environment,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Arc<AuthService>, StartError> {
+    let policy = load_policy(config)?;
+    let keys = Arc::new(PepperKeys::load(config.auth.pepper_file.as_deref())?);
+    let roots = crate::http::tls::configured_client_roots(&config.tls)?;
+    let chargers = Arc::new(ChargerTrust::new(crate::http::tls::provider(), roots));
+    chargers
+        .reload(store.as_ref())
+        .await
+        .map_err(StartError::ChargerCas)?;
+    let settings = AuthSettings {
+        session_absolute: chrono::Duration::hours(i64::from(config.auth.session_absolute_hours)),
+        rate_limits: RateLimitSettings {
+            per_principal_per_minute: NonZeroU32::new(
+                config.auth.rate_limit_per_principal_per_minute,
+            )
+            .unwrap_or(NonZeroU32::MIN),
+            per_address_per_minute: NonZeroU32::new(config.auth.rate_limit_per_address_per_minute)
+                .unwrap_or(NonZeroU32::MIN),
+        },
+        ..AuthSettings::default()
+    };
+    Ok(Arc::new(AuthService::new(
+        store, env, keys, policy, audit, chargers, settings,
+    )))
 }
 
 impl App {
+    /// Builds with the interim log audit sink.
     pub async fn build(config: Config, env: Environment) -> Result<Self, StartError> {
+        Self::build_with(config, env, Arc::new(LogSink)).await
+    }
+
+    /// Builds with the given audit sink.
+    pub async fn build_with(
+        config: Config,
+        env: Environment,
+        audit: Arc<dyn AuditSink>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
-        let tls = crate::http::tls::server_config(&config.tls)?;
+        load_policy(&config)?;
         let store = store::connect(&config).await?;
         if config.database.migrate_on_start {
             let applied = store.migrate().await?;
@@ -57,16 +122,24 @@ impl App {
                 tracing::info!(applied, "database migrations applied");
             }
         }
+        let auth = auth_service(&config, store.clone(), env.clone(), audit.clone()).await?;
+        let tls = crate::http::tls::server_config(&config.tls, auth.chargers().clone())?;
         Ok(Self {
             config,
             store,
             env,
             tls,
+            auth,
+            audit,
         })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    pub fn auth(&self) -> Arc<AuthService> {
+        self.auth.clone()
     }
 
     /// Binds both listeners and serves in the background. `extra_routes`
@@ -81,6 +154,8 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let state = AppState {
             store: self.store.clone(),
+            auth: self.auth.clone(),
+            audit: self.audit.clone(),
             env: self.env.clone(),
             node_id: node_id.clone(),
         };
@@ -102,6 +177,7 @@ impl App {
             shutdown.clone(),
             grace,
         ));
+        let refresh = tokio::spawn(refresh_auth(self.auth.clone(), shutdown.clone()));
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -122,7 +198,7 @@ impl App {
             api_addr,
             ops_addr,
             shutdown,
-            tasks: vec![api_task, ops_task],
+            tasks: vec![api_task, ops_task, refresh],
             store: self.store,
         })
     }
@@ -157,6 +233,23 @@ impl RunningApp {
         tracing::info!("voltvault stopped");
     }
 }
+
+/// Picks up charger CAs and revocations made by other nodes or the CLI, and
+/// forgets idle rate-limit state.
+async fn refresh_auth(auth: Arc<AuthService>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(AUTH_REFRESH) => {}
+        }
+        if auth.reload_chargers().await.is_err() {
+            tracing::warn!("charger CAs could not be reloaded; keeping the current set");
+        }
+        auth.forget_idle_budgets();
+    }
+}
+
+const AUTH_REFRESH: Duration = Duration::from_secs(30);
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError::Bind {

@@ -54,11 +54,18 @@ async fn run(command: Command) -> Result<(), String> {
             let app = app::App::build(config, voltvault::clock::Environment::system())
                 .await
                 .map_err(|e| e.to_string())?;
+            let demo = dev::seed_demo(&app.auth(), app.store().as_ref(), &data_dir).await?;
             let running = app.start(None).await.map_err(|e| e.to_string())?;
             println!(
                 "{}",
                 dev::banner(&data_dir, running.api_addr, running.ops_addr)
             );
+            match demo {
+                Some(demo) => println!("{}", demo.text),
+                None => println!(
+                    "Demo principals exist already; their credentials were shown when they were made.\n"
+                ),
+            }
             app::run_until_signal(running).await;
             Ok(())
         }
@@ -70,6 +77,11 @@ async fn run(command: Command) -> Result<(), String> {
             store.close().await;
             println!("migrations applied: {applied}");
             Ok(())
+        }
+        Command::Admin { config, command } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            telemetry::init(config.logging.format, "warn");
+            voltvault::admin_cli::run(&config, command).await
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;

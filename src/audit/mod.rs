@@ -4,8 +4,10 @@
 //! request fail (fail closed).
 
 mod event;
+mod log_sink;
 
 pub use event::{ActorKind, AuditEvent, Outcome};
+pub use log_sink::LogSink;
 
 use async_trait::async_trait;
 

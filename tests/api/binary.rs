@@ -27,6 +27,8 @@ listen = "127.0.0.1:0"
 cert_file = "{cert}"
 key_file = "{key}"
 client_ca_files = ["{ca}"]
+[auth]
+pepper_file = "{pepper}"
 [ops]
 listen = "127.0.0.1:0"
 [database]
@@ -37,6 +39,7 @@ format = "json"
         cert = pki.path("server.pem").display(),
         key = pki.path("server.key").display(),
         ca = pki.path("ca.pem").display(),
+        pepper = pki.path("pepper").display(),
         url = db.url,
     );
     std::fs::write(&path, body).unwrap();

@@ -3,8 +3,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit_double;
 mod helpers;
 
+mod auth;
+mod auth_store;
 mod binary;
 mod edge;
 mod store;

@@ -45,6 +45,7 @@ impl PostgresStore {
 }
 
 super::common::impl_portable_stores!(PostgresStore);
+super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 
 #[async_trait]
 impl Store for PostgresStore {

@@ -43,6 +43,7 @@ impl SqliteStore {
 }
 
 super::common::impl_portable_stores!(SqliteStore);
+super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 #[async_trait]
 impl Store for SqliteStore {
