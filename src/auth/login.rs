@@ -291,6 +291,45 @@ impl AuthService {
         })
     }
 
+    /// Checks a TOTP code within a live session and records it as the
+    /// session's latest second factor (for permissions that need a fresh one).
+    pub async fn step_up(
+        &self,
+        token: &str,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<DateTime<Utc>, AuthError> {
+        const EVENT: &str = "auth.step_up";
+        let hash = self.keys.keyed_hash(HashPurpose::Session, token.as_bytes());
+        let session = self.store.session(&hash).await?;
+        let user = self.store.user(session.user).await?;
+        self.usable(&user, origin, EVENT).await?;
+        let seed = self
+            .keys
+            .open(user.id.as_uuid().as_bytes(), &user.totp_sealed)
+            .map_err(|_| AuthError::Internal)?;
+        let now = self.now();
+        let unix = u64::try_from(now.timestamp()).unwrap_or(0);
+        let Some(step) = totp::matching_step(&seed, code.trim(), unix) else {
+            return Err(self.failed(&user, origin, EVENT, "totp_invalid").await);
+        };
+        let step = i64::try_from(step).map_err(|_| AuthError::Internal)?;
+        if !self.store.claim_totp_step(user.id, step).await? {
+            return Err(self.failed(&user, origin, EVENT, "totp_replayed").await);
+        }
+        self.store.renew_second_factor(&hash, now).await?;
+        self.record(
+            EVENT,
+            &staff_actor(&user),
+            Outcome::Success,
+            origin,
+            None,
+            None,
+        )
+        .await?;
+        Ok(now)
+    }
+
     /// Ends the session whose token is given.
     pub async fn logout(
         &self,

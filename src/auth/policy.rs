@@ -91,6 +91,8 @@ names!(
         PrincipalsRead => "principals:read",
         /// Ends one's own staff session.
         SessionEnd => "session:end",
+        /// Gives the second factor again within one's session.
+        SessionStepUp => "session:step_up",
     }
 );
 
@@ -106,14 +108,6 @@ names!(
     }
 );
 
-impl Permission {
-    /// Permissions honoured only within [`FRESH_SECOND_FACTOR`] of the
-    /// session's second factor.
-    pub fn needs_fresh_second_factor(self) -> bool {
-        matches!(self, Permission::TokensDetokenize)
-    }
-}
-
 /// Why a policy file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -127,6 +121,7 @@ pub enum PolicyError {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PolicyFile {
+    fresh_second_factor: Vec<String>,
     roles: BTreeMap<String, RoleEntry>,
 }
 
@@ -157,6 +152,7 @@ pub enum Decision {
 #[derive(Debug, Clone)]
 pub struct Policy {
     grants: BTreeMap<Role, Grant>,
+    fresh: BTreeSet<Permission>,
 }
 
 impl Policy {
@@ -181,6 +177,17 @@ impl Policy {
         };
         let file: PolicyFile =
             toml_parse(text).map_err(|e| invalid(e.lines().next().unwrap_or("").to_owned()))?;
+        let mut fresh = BTreeSet::new();
+        for p in &file.fresh_second_factor {
+            fresh.insert(Permission::parse(p).ok_or_else(|| {
+                invalid(format!("fresh_second_factor: unknown permission `{p}`"))
+            })?);
+        }
+        if !fresh.contains(&Permission::TokensDetokenize) {
+            return Err(invalid(
+                "fresh_second_factor must include tokens:detokenize".to_owned(),
+            ));
+        }
         let mut grants = BTreeMap::new();
         for (name, entry) in file.roles {
             let role =
@@ -216,7 +223,23 @@ impl Policy {
                 return Err(invalid(format!("role `{role}` is missing")));
             }
         }
-        Ok(Self { grants })
+        for permission in &fresh {
+            let held_by_non_staff = grants.values().any(|g: &Grant| {
+                g.permissions.contains(permission)
+                    && g.kinds.iter().any(|k| *k != PrincipalKind::Staff)
+            });
+            if held_by_non_staff {
+                return Err(invalid(format!(
+                    "{permission} needs a fresh second factor, which only staff can give"
+                )));
+            }
+        }
+        Ok(Self { grants, fresh })
+    }
+
+    /// Whether `permission` is honoured only shortly after a second factor.
+    pub fn needs_fresh_second_factor(&self, permission: Permission) -> bool {
+        self.fresh.contains(&permission)
     }
 
     /// Whether a principal of this kind may hold `role` at all.
@@ -247,7 +270,7 @@ impl Policy {
         if !grant.kinds.contains(&principal.kind) || !grant.permissions.contains(&permission) {
             return Decision::Deny;
         }
-        if permission.needs_fresh_second_factor() {
+        if self.fresh.contains(&permission) {
             let fresh = principal
                 .second_factor_at
                 .is_some_and(|at| at <= now && now - at <= FRESH_SECOND_FACTOR);
@@ -298,7 +321,7 @@ mod tests {
 
     #[test]
     fn unknown_names_refuse_to_load() {
-        let base = "[roles.charger]\nprincipals=[\"charger\"]\npermissions=[\"tokens:create\"]\n";
+        let base = "fresh_second_factor = [\"tokens:detokenize\"]\n[roles.charger]\nprincipals=[\"charger\"]\npermissions=[\"tokens:create\"]\n";
         let err = Policy::parse("t", &base.replace("tokens:create", "tokens:steal")).unwrap_err();
         assert!(err.to_string().contains("tokens:steal"), "{err}");
         let err = Policy::parse("t", &base.replace("roles.charger", "roles.janitor")).unwrap_err();
@@ -312,6 +335,9 @@ mod tests {
         );
         let err = Policy::parse("t", &with_detok).unwrap_err();
         assert!(err.to_string().contains("detokenize"), "{err}");
+        let without_fresh = SHIPPED_POLICY.replacen("    \"tokens:detokenize\",\n", "", 1);
+        let err = Policy::parse("t", &without_fresh).unwrap_err();
+        assert!(err.to_string().contains("fresh_second_factor"), "{err}");
     }
 
     #[test]

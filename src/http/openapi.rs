@@ -16,7 +16,7 @@ use super::routes::{admin, auth, meta};
     ),
     paths(
         meta::healthz, meta::openapi_json, meta::whoami,
-        auth::login, auth::mfa, auth::logout,
+        auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
         admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate,
@@ -60,6 +60,18 @@ mod tests {
                 spec.method,
                 spec.path
             );
+        }
+        // And nothing is documented that is not served.
+        let specs = routes.specs();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                assert!(
+                    specs
+                        .iter()
+                        .any(|s| s.path == path && s.method.as_str().eq_ignore_ascii_case(method)),
+                    "{method} {path} is documented but not served"
+                );
+            }
         }
     }
 }

@@ -520,6 +520,22 @@ macro_rules! impl_auth_store {
                 Ok(())
             }
 
+            async fn renew_second_factor(
+                &self,
+                hash: &[u8],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let affected = sqlx::query(
+                    "UPDATE staff_sessions SET second_factor_at = $1 WHERE token_hash = $2",
+                )
+                .bind(at)
+                .bind(hash)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                one_row(affected)
+            }
+
             async fn delete_session(&self, hash: &[u8]) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("DELETE FROM staff_sessions WHERE token_hash = $1")
                     .bind(hash)

@@ -160,6 +160,8 @@ pub trait AuthStore: Send + Sync {
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     async fn session(&self, hash: &[u8]) -> Result<SessionRecord, StoreError>;
     async fn touch_session(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records a second factor given again within the session.
+    async fn renew_second_factor(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
     async fn delete_session(&self, hash: &[u8]) -> Result<(), StoreError>;
 
     async fn insert_charger_ca(&self, ca: &ChargerCaRecord) -> Result<(), StoreError>;

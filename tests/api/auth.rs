@@ -1014,3 +1014,67 @@ async fn when_the_audit_trail_fails_requests_fail_closed() {
     w.audit.fail(false);
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn admin_changes_need_a_second_factor_from_the_last_five_minutes() {
+    let w = world(Backend::Sqlite).await;
+    let admin = w.session(Role::Admin).await;
+    let body = json!({"name": "late", "role": "app"});
+    assert_eq!(
+        w.post("/v1/clients", &admin, body.clone()).await.status(),
+        201
+    );
+    w.clock.advance(Duration::minutes(6));
+    // The report is fine; managing credentials is not.
+    assert_eq!(w.get("/v1/principals", &admin).await.status(), 200);
+    expect(
+        w.post("/v1/clients", &admin, body.clone()).await,
+        StatusCode::FORBIDDEN,
+        "fresh_second_factor_required",
+    )
+    .await;
+    let denial = w.audit.expect(
+        "auth.authorize",
+        Outcome::Denied,
+        Some("fresh_second_factor_required"),
+    );
+    assert_eq!(denial.resource.as_deref(), Some("clients:manage"));
+    // A wrong code does not help and counts as a failure; a right one does.
+    let totp = &w.staff[&Role::Admin].totp;
+    expect(
+        w.post("/v1/auth/step-up", &admin, json!({"code": "000000x"}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "totp_invalid",
+    )
+    .await;
+    let code = w.next_code(totp);
+    assert_eq!(
+        w.post("/v1/auth/step-up", &admin, json!({"code": code}))
+            .await
+            .status(),
+        200
+    );
+    w.audit.expect("auth.step_up", Outcome::Success, None);
+    expect(
+        w.post("/v1/auth/step-up", &admin, json!({"code": code}))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "totp_replayed",
+    )
+    .await;
+    assert_eq!(w.post("/v1/clients", &admin, body).await.status(), 201);
+    // API keys cannot step up.
+    expect(
+        w.post(
+            "/v1/auth/step-up",
+            &w.keys[&Role::App],
+            json!({"code": "123456"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
+    w.app.stop().await;
+}

@@ -83,6 +83,45 @@ pub async fn mfa(
     }))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpRequest {
+    /// A TOTP code not used before.
+    pub code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SteppedUp {
+    /// Permissions that need a fresh second factor are allowed for 5 minutes from here.
+    pub second_factor_at: DateTime<Utc>,
+}
+
+/// Gives the second factor again within the caller's session.
+#[utoipa::path(post, path = "/v1/auth/step-up", tag = "auth", request_body = StepUpRequest,
+    responses((status = 200, body = SteppedUp),
+              (status = 401, body = crate::http::error::Problem),
+              (status = 429, body = crate::http::error::Problem)))]
+pub async fn step_up(
+    State(state): State<AppState>,
+    principal: Principal,
+    RequestOrigin(origin): RequestOrigin,
+    headers: HeaderMap,
+    Json(body): Json<StepUpRequest>,
+) -> Result<axum::Json<SteppedUp>, AuthProblem> {
+    let token = match (principal.kind, bearer(&headers)) {
+        (crate::auth::PrincipalKind::Staff, (Some(token), _)) => token,
+        _ => {
+            return Err(AuthProblem::from(crate::auth::AuthError::Forbidden(
+                "staff_session_required",
+            )));
+        }
+    };
+    let at = state.auth.step_up(token, &body.code, &origin).await?;
+    Ok(axum::Json(SteppedUp {
+        second_factor_at: at,
+    }))
+}
+
 /// Ends the caller's session.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth",
     responses((status = 204), (status = 401, body = crate::http::error::Problem)))]

@@ -109,6 +109,12 @@ pub fn api_routes() -> ApiRoutes {
             perm(P::SessionEnd),
             auth::logout,
         )
+        .add(
+            Method::POST,
+            "/v1/auth/step-up",
+            perm(P::SessionStepUp),
+            auth::step_up,
+        )
         // administration
         .add(
             Method::GET,
