@@ -644,12 +644,14 @@ macro_rules! impl_auth_store {
                 sqlx::query(
                     "INSERT INTO chargers_seen (ca_id, tenant_id, identity, last_used_at) \
                      VALUES ($1, $2, $3, $4) ON CONFLICT (ca_id, identity) \
-                     DO UPDATE SET last_used_at = excluded.last_used_at",
+                     DO UPDATE SET last_used_at = excluded.last_used_at \
+                     WHERE chargers_seen.last_used_at < $5",
                 )
                 .bind(ca)
                 .bind(tenant)
                 .bind(identity)
                 .bind(at)
+                .bind(at - chrono::Duration::minutes(1))
                 .execute(&self.pool)
                 .await?;
                 Ok(())

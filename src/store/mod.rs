@@ -177,6 +177,7 @@ pub trait AuthStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every revoked certificate serial as (CA, serial).
     async fn revoked_charger_certificates(&self) -> Result<Vec<(ChargerCaId, String)>, StoreError>;
+    /// Records that a charger was seen (at most once a minute per charger).
     async fn touch_charger(
         &self,
         tenant: TenantId,

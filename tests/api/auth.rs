@@ -1078,3 +1078,40 @@ async fn admin_changes_need_a_second_factor_from_the_last_five_minutes() {
     .await;
     w.app.stop().await;
 }
+
+/// Only keyed hashes, argon2id hashes and sealed seeds reach the database.
+#[tokio::test]
+async fn no_credential_is_stored_in_clear() {
+    let w = world(Backend::Sqlite).await;
+    let token = w.session(Role::Operator).await;
+    expect(
+        w.get("/v1/users", &token).await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
+    let key = w.keys[&Role::App].clone();
+    expect(
+        w.get("/v1/users", &key).await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
+    let dir = w.app.db.sqlite_path().unwrap().parent().unwrap().to_owned();
+    let bytes = crate::helpers::read_all_files_under(&dir);
+    assert!(bytes.len() > 10_000);
+    let totp = &w.staff[&Role::Operator].totp;
+    for (what, needle) in [
+        ("API key secret", key.as_bytes()[20..].to_vec()),
+        ("session token", token.as_bytes().to_vec()),
+        ("password", PASSWORD.as_bytes().to_vec()),
+        ("TOTP seed", totp.secret.clone()),
+        ("TOTP seed (base32)", totp.get_secret_base32().into_bytes()),
+    ] {
+        assert!(
+            !crate::helpers::contains_bytes(&bytes, &needle),
+            "{what} found in the database files"
+        );
+    }
+    w.app.stop().await;
+}

@@ -263,10 +263,15 @@ async fn charger_cas_revocations_and_sightings(backend: Backend) {
     );
     store.touch_charger(a, ca.id, "cp-1", at(5)).await.unwrap();
     store.touch_charger(a, ca.id, "cp-1", at(9)).await.unwrap();
+    let seen = store.chargers_seen(a).await.unwrap();
     assert_eq!(
-        store.chargers_seen(a).await.unwrap(),
-        vec![("cp-1".to_owned(), at(9))]
+        seen,
+        vec![("cp-1".to_owned(), at(5))],
+        "at most once a minute"
     );
+    store.touch_charger(a, ca.id, "cp-1", at(90)).await.unwrap();
+    let seen = store.chargers_seen(a).await.unwrap();
+    assert_eq!(seen, vec![("cp-1".to_owned(), at(90))]);
     assert!(store.chargers_seen(b).await.unwrap().is_empty());
 }
 
