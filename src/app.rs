@@ -13,6 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::writer::{AuditWriter, WriterConfig, WriterTask};
 use crate::audit::{AuditError, AuditSink};
+use std::num::NonZeroU32;
+
+use crate::auth::charger::ChargerTrust;
+use crate::auth::keys::PepperKeys;
+use crate::auth::ratelimit::RateLimitSettings;
+use crate::auth::{AuthService, AuthSettings, Policy};
 use crate::clock::Environment;
 use crate::config::{Config, ConfigError, Mode};
 use crate::http::metrics::Metrics;
@@ -42,6 +48,12 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
+    #[error(transparent)]
+    Policy(#[from] crate::auth::policy::PolicyError),
+    #[error(transparent)]
+    AuthKeys(#[from] crate::auth::keys::AuthKeyError),
+    #[error("charger CAs: cannot load them from the database ({0})")]
+    ChargerCas(crate::store::StoreError),
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
         key: &'static str,
@@ -59,9 +71,53 @@ pub struct App {
     provider: Arc<dyn KeyProvider>,
     keys: Arc<KeyManager>,
     audit: WriterTask,
+    auth: Arc<AuthService>,
+    /// Where audit events go: the durable writer, with an observer if one was given.
+    audit_sink: Arc<dyn AuditSink>,
+}
+
+/// The policy named in the configuration, or the one built in.
+pub fn load_policy(config: &Config) -> Result<Policy, StartError> {
+    Ok(match &config.auth.policy_file {
+        Some(path) => Policy::load(path)?,
+        None => Policy::shipped()?,
+    })
+}
+
+/// The authentication service over an open store (the CLI uses it too).
+pub async fn auth_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    env: Environment,
+    audit: Arc<dyn AuditSink>,
+) -> Result<Arc<AuthService>, StartError> {
+    let policy = load_policy(config)?;
+    let keys = Arc::new(PepperKeys::load(config.auth.pepper_file.as_deref())?);
+    let roots = crate::http::tls::configured_client_roots(&config.tls)?;
+    let chargers = Arc::new(ChargerTrust::new(crate::http::tls::provider(), roots));
+    chargers
+        .reload(store.as_ref())
+        .await
+        .map_err(StartError::ChargerCas)?;
+    let settings = AuthSettings {
+        session_absolute: chrono::Duration::hours(i64::from(config.auth.session_absolute_hours)),
+        rate_limits: RateLimitSettings {
+            per_principal_per_minute: NonZeroU32::new(
+                config.auth.rate_limit_per_principal_per_minute,
+            )
+            .unwrap_or(NonZeroU32::MIN),
+            per_address_per_minute: NonZeroU32::new(config.auth.rate_limit_per_address_per_minute)
+                .unwrap_or(NonZeroU32::MIN),
+        },
+        ..AuthSettings::default()
+    };
+    Ok(Arc::new(AuthService::new(
+        store, env, keys, policy, audit, chargers, settings,
+    )))
 }
 
 impl App {
+    /// Builds with the interim log audit sink.
     pub async fn build(config: Config, env: Environment) -> Result<Self, StartError> {
         Self::build_with(config, env, None).await
     }
@@ -73,8 +129,19 @@ impl App {
         env: Environment,
         unseal: Option<Unseal>,
     ) -> Result<Self, StartError> {
+        Self::build_observed(config, env, unseal, None).await
+    }
+
+    /// Like [`App::build_with`]; every audit event, once durable, is also
+    /// given to `observer` (a forwarder, or a test's recorder).
+    pub async fn build_observed(
+        config: Config,
+        env: Environment,
+        unseal: Option<Unseal>,
+        observer: Option<Arc<dyn AuditSink>>,
+    ) -> Result<Self, StartError> {
         config.validate()?;
-        let tls = crate::http::tls::server_config(&config.tls)?;
+        load_policy(&config)?;
         let store = store::connect(&config).await?;
         if config.database.migrate_on_start {
             let applied = store.migrate().await?;
@@ -88,6 +155,13 @@ impl App {
             keys,
         } = open_keys(&config, &env, store.clone(), unseal).await?;
         verify_keys(&keys, config.mode).await?;
+        let durable: Arc<dyn AuditSink> = Arc::new(audit.handle());
+        let audit_sink: Arc<dyn AuditSink> = match observer {
+            Some(observer) => Arc::new(crate::audit::Tee { durable, observer }),
+            None => durable,
+        };
+        let auth = auth_service(&config, store.clone(), env.clone(), audit_sink.clone()).await?;
+        let tls = crate::http::tls::server_config(&config.tls, auth.chargers().clone())?;
         Ok(Self {
             config,
             store,
@@ -95,12 +169,18 @@ impl App {
             tls,
             provider,
             keys,
+            auth,
+            audit_sink,
             audit,
         })
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
+    }
+
+    pub fn auth(&self) -> Arc<AuthService> {
+        self.auth.clone()
     }
 
     /// Binds both listeners and serves in the background. `extra_routes`
@@ -113,7 +193,7 @@ impl App {
 
         let node_id: Arc<str> = self.config.node_id().into();
         let metrics = Arc::new(Metrics::new());
-        let audit: Arc<dyn AuditSink> = Arc::new(self.audit.handle());
+        let audit = self.audit_sink.clone();
         let tokens = Arc::new(TokenService::new(
             self.store.clone(),
             self.keys.clone(),
@@ -122,6 +202,7 @@ impl App {
         ));
         let state = AppState {
             store: self.store.clone(),
+            auth: self.auth.clone(),
             env: self.env.clone(),
             node_id: node_id.clone(),
             keys: self.keys.clone(),
@@ -148,6 +229,7 @@ impl App {
             shutdown.clone(),
             grace,
         ));
+        let refresh = tokio::spawn(refresh_auth(self.auth.clone(), shutdown.clone()));
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -168,7 +250,7 @@ impl App {
             api_addr,
             ops_addr,
             shutdown,
-            tasks: vec![api_task, ops_task],
+            tasks: vec![api_task, ops_task, refresh],
             store: self.store,
             audit: self.audit,
         })
@@ -259,6 +341,23 @@ async fn verify_keys(keys: &KeyManager, mode: Mode) -> Result<(), KeyError> {
         other => other,
     }
 }
+
+/// Picks up charger CAs and revocations made by other nodes or the CLI, and
+/// forgets idle rate-limit state.
+async fn refresh_auth(auth: Arc<AuthService>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(AUTH_REFRESH) => {}
+        }
+        if auth.reload_chargers().await.is_err() {
+            tracing::warn!("charger CAs could not be reloaded; keeping the current set");
+        }
+        auth.forget_idle_budgets();
+    }
+}
+
+const AUTH_REFRESH: Duration = Duration::from_secs(30);
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError::Bind {

@@ -44,6 +44,13 @@ pub enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Administer tenants, API keys, charger CAs and staff users.
+    Admin {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Validate a configuration file and exit: 0 if it would start, 1 with a one-line reason if not.
     CheckConfig {
         #[arg(value_name = "FILE")]
@@ -81,5 +88,127 @@ pub enum KeysCommand {
     Reencrypt {
         #[arg(long, default_value_t = 500)]
         batch: usize,
+    },
+}
+
+/// `voltvault admin ...`: principals and tenants, against the configured database.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// API keys of apps and services.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
+    },
+    /// Charger CAs and revoked charger certificates.
+    ChargerCa {
+        #[command(subcommand)]
+        command: ChargerCaCommand,
+    },
+    /// Staff users (operator, auditor, admin).
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Every principal of a tenant and when it was last used.
+    Principals {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    Create { name: String },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Prints the new API key once.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// `app` or `payments`.
+        #[arg(long, default_value = "app")]
+        role: String,
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+    /// Prints the new secret once; the old one stops working.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChargerCaCommand {
+    Register {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        name: String,
+        /// The CA certificate, PEM.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revokes a charger certificate: its serial in hex, or a PEM file.
+    RevokeCert {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        ca: String,
+        certificate: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Reads the password from standard input (one line), prints the TOTP
+    /// provisioning URI and a QR code.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        username: String,
+        /// `operator`, `auditor` or `admin`.
+        #[arg(long)]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    Disable {
+        #[arg(long)]
+        tenant: String,
+        username: String,
+    },
+    /// Reads the new password from standard input; prints a new TOTP URI and QR code.
+    Reset {
+        #[arg(long)]
+        tenant: String,
+        username: String,
     },
 }

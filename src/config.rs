@@ -22,11 +22,13 @@ pub const HSM_PIN_ENV: &str = "VOLTVAULT_HSM_PIN";
 /// Unseals the development software KEK: a passphrase, or shares separated by commas.
 pub const KEK_PASSPHRASE_ENV: &str = "VOLTVAULT_KEK_PASSPHRASE";
 pub const KEK_SHARES_ENV: &str = "VOLTVAULT_KEK_SHARES";
+pub const AUTH_PEPPER_ENV: &str = crate::auth::keys::PEPPER_ENV;
 const SECRET_ENV_KEYS: &[&str] = &[
     "database_password",
     "hsm_pin",
     "kek_passphrase",
     "kek_shares",
+    "auth_pepper",
 ];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +50,51 @@ pub struct Config {
     pub keys: KeysConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// File holding the key for API-key and session hashes, as hex (at least
+    /// 32 bytes), readable only by voltvault; or set VOLTVAULT_AUTH_PEPPER.
+    #[serde(default)]
+    pub pepper_file: Option<PathBuf>,
+    /// Roles and permissions; the policy built into the binary when unset.
+    #[serde(default)]
+    pub policy_file: Option<PathBuf>,
+    /// Absolute lifetime of a staff session (it also ends after 15 idle minutes).
+    #[serde(default = "default_session_hours")]
+    pub session_absolute_hours: u32,
+    /// Requests per minute one principal may send.
+    #[serde(default = "default_principal_rate")]
+    pub rate_limit_per_principal_per_minute: u32,
+    /// Requests per minute one source address may send.
+    #[serde(default = "default_address_rate")]
+    pub rate_limit_per_address_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            pepper_file: None,
+            policy_file: None,
+            session_absolute_hours: default_session_hours(),
+            rate_limit_per_principal_per_minute: default_principal_rate(),
+            rate_limit_per_address_per_minute: default_address_rate(),
+        }
+    }
+}
+
+fn default_session_hours() -> u32 {
+    8
+}
+fn default_principal_rate() -> u32 {
+    600
+}
+fn default_address_rate() -> u32 {
+    1200
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -84,7 +131,9 @@ pub struct TlsConfig {
     /// Whether clients present certificates: `none`, `optional` (chargers do, apps use API keys) or `required`.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// PEM bundles of the CAs whose client certificates are accepted.
+    /// PEM bundles of CAs whose client certificates pass TLS, besides the
+    /// charger CAs registered per tenant in the database (only those make a
+    /// certificate a principal).
     #[serde(default)]
     pub client_ca_files: Vec<PathBuf>,
 }
@@ -324,12 +373,6 @@ impl Config {
                 source,
             }
         })?;
-        if self.tls.client_auth != ClientAuth::None && self.tls.client_ca_files.is_empty() {
-            return Err(invalid(
-                "tls.client_ca_files",
-                "client_auth is optional or required but no CA bundle is configured",
-            ));
-        }
         for ca in &self.tls.client_ca_files {
             require_file("tls.client_ca_files", ca)?;
         }
@@ -364,6 +407,7 @@ impl Config {
             })?;
         }
         self.validate_keys()?;
+        self.validate_auth()?;
         tracing_subscriber::EnvFilter::try_new(&self.logging.level)
             .map_err(|e| invalid("logging.level", e.to_string()))?;
         Ok(())
@@ -428,6 +472,44 @@ impl Config {
                 "keys.max_data_key_uses",
                 "must be between 1 and 2^31",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let auth = &self.auth;
+        if !(1..=24).contains(&auth.session_absolute_hours) {
+            return Err(invalid(
+                "auth.session_absolute_hours",
+                "must be between 1 and 24",
+            ));
+        }
+        if auth.rate_limit_per_principal_per_minute == 0 {
+            return Err(invalid(
+                "auth.rate_limit_per_principal_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if auth.rate_limit_per_address_per_minute == 0 {
+            return Err(invalid(
+                "auth.rate_limit_per_address_per_minute",
+                "must be at least 1",
+            ));
+        }
+        if let Some(path) = &auth.pepper_file {
+            require_file("auth.pepper_file", path)?;
+            check_secret_file_permissions(path).map_err(|source| ConfigError::SecretFile {
+                key: "auth.pepper_file",
+                source,
+            })?;
+        } else if std::env::var_os(AUTH_PEPPER_ENV).is_none() {
+            return Err(invalid(
+                "auth.pepper_file",
+                format!("not set; name a 0600 file or set {AUTH_PEPPER_ENV}"),
+            ));
+        }
+        if let Some(path) = &auth.policy_file {
+            require_file("auth.policy_file", path)?;
         }
         Ok(())
     }
@@ -530,6 +612,7 @@ mod tests {
         let key = write(dir, "server.key", "x", 0o600);
         let ca = write(dir, "ca.pem", "x", 0o644);
         let pin = write(dir, "hsm.pin", "1234", 0o600);
+        let pepper = write(dir, "pepper", &"ab".repeat(32), 0o600);
         let body = format!(
             r#"version = 1
 [server]
@@ -538,6 +621,8 @@ listen = "127.0.0.1:8443"
 cert_file = "{}"
 key_file = "{}"
 client_ca_files = ["{}"]
+[auth]
+pepper_file = "{}"
 [database]
 url = "sqlite://{}/vv.db"
 {extra}
@@ -551,6 +636,7 @@ pin_file = "{}"
             cert.display(),
             key.display(),
             ca.display(),
+            pepper.display(),
             dir.display(),
             cert.display(),
             pin.display()

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::clock::{OsRandom, Random};
 use crate::config::{
-    ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat, LoggingConfig,
-    Mode, OpsConfig, Pkcs11Settings, ServerConfig, SoftwareKeySettings, TlsConfig,
+    AuthConfig, ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat,
+    LoggingConfig, Mode, OpsConfig, Pkcs11Settings, ServerConfig, SoftwareKeySettings, TlsConfig,
 };
 use crate::devpki::{DevPkiFiles, PkiError, write_file};
 use crate::keys::KeyError;
@@ -185,6 +185,11 @@ pub async fn prepare(
         tracing::info!(dir = %data_dir.display(), "development certificates written");
     }
     let (keys_config, unseal) = prepare_keys(&data_dir, keys).await?;
+    let pepper_file = data_dir.join("auth-pepper");
+    if !pepper_file.is_file() {
+        let pepper = crate::auth::keys::PepperKeys::generate_hex(&crate::clock::OsRandom);
+        crate::devpki::write_file(&pepper_file, pepper.expose_secret(), 0o600)?;
+    }
     let config = Config {
         version: crate::config::CONFIG_VERSION,
         mode: Mode::Development,
@@ -215,6 +220,10 @@ pub async fn prepare(
             format: LogFormat::Human,
             level: "info".into(),
         },
+        auth: AuthConfig {
+            pepper_file: Some(pepper_file),
+            ..AuthConfig::default()
+        },
     };
     Ok((Config::from_defaults(&config)?, unseal))
 }
@@ -242,4 +251,70 @@ pub fn banner(data_dir: &Path, api: SocketAddr, ops: SocketAddr, keys: &DevKeys)
         cc = pki.charger_cert.display(),
         ck = pki.charger_key.display(),
     )
+}
+
+/// Credentials of the demo principals, shown once when they are created.
+pub struct DemoPrincipals {
+    pub text: String,
+}
+
+/// Creates the `demo` tenant with one principal of each kind, unless it
+/// exists: its charger CA is the development CA (so `charger-1.pem` is a
+/// charger), an API key for the app role, and an admin with password and
+/// TOTP. Returns what to print, or `None` when the demo was made before.
+pub async fn seed_demo(
+    auth: &crate::auth::AuthService,
+    store: &dyn crate::store::Store,
+    data_dir: &Path,
+) -> Result<Option<DemoPrincipals>, String> {
+    use crate::auth::{Actor, Origin, Role};
+    let name = crate::tenants::TenantName::parse("demo").map_err(|e| e.to_string())?;
+    if store.tenant_by_name(&name).await.is_ok() {
+        return Ok(None);
+    }
+    let explain = |e: crate::auth::AuthError| e.to_string();
+    let (by, origin) = (Actor::cli(), Origin::cli());
+    let tenant = auth
+        .create_tenant("demo", &by, &origin)
+        .await
+        .map_err(explain)?;
+    let pki = DevPkiFiles::in_dir(&data_dir.canonicalize().map_err(|e| e.kind().to_string())?);
+    let ca_pem = std::fs::read_to_string(&pki.ca_cert).map_err(|e| e.kind().to_string())?;
+    auth.register_charger_ca(tenant.id, "development CA", &ca_pem, &by, &origin)
+        .await
+        .map_err(explain)?;
+    let (key, api_key) = auth
+        .create_api_key(tenant.id, "demo app", Role::App, None, &by, &origin)
+        .await
+        .map_err(explain)?;
+    let mut bytes = [0u8; 12];
+    crate::clock::Random::fill(&crate::clock::OsRandom, &mut bytes);
+    let password = crate::secret::SecretString::new(format!("demo-{}-7", hex::encode(bytes)));
+    let (user, totp) = auth
+        .create_user(
+            tenant.id,
+            "demo-admin",
+            Role::Admin,
+            &password,
+            &by,
+            &origin,
+        )
+        .await
+        .map_err(explain)?;
+    let qr = crate::auth::totp::terminal_qr(&totp.uri).unwrap_or_default();
+    let text = format!(
+        "\nDemo tenant `demo` (credentials are shown this once):\n\
+         \n  charger  certificate {cc} (key {ck}), CN charger-1\
+         \n  client   {kid}: Authorization: Bearer {api_key}\
+         \n  admin    user {user}, password {password}\
+         \n           TOTP {uri}\n{qr}",
+        cc = pki.charger_cert.display(),
+        ck = pki.charger_key.display(),
+        kid = key.id,
+        api_key = api_key.expose_secret(),
+        user = user.username,
+        password = password.expose_secret(),
+        uri = totp.uri.as_str(),
+    );
+    Ok(Some(DemoPrincipals { text }))
 }

@@ -56,6 +56,16 @@ typed_id!(
     TenantId
 );
 
+typed_id!(
+    /// A staff user (operator, auditor, admin).
+    UserId
+);
+
+typed_id!(
+    /// A charger CA registered for a tenant.
+    ChargerCaId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

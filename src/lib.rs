@@ -1,7 +1,9 @@
 //! voltvault: a payment tokenization and card-data vault for EV charging networks.
 
+pub mod admin_cli;
 pub mod app;
 pub mod audit;
+pub mod auth;
 pub mod billing;
 pub mod card;
 pub mod cli;

@@ -63,11 +63,18 @@ async fn run(command: Command) -> Result<(), String> {
             let app = app::App::build_with(config, voltvault::clock::Environment::system(), unseal)
                 .await
                 .map_err(|e| e.to_string())?;
+            let demo = dev::seed_demo(&app.auth(), app.store().as_ref(), &data_dir).await?;
             let running = app.start(None).await.map_err(|e| e.to_string())?;
             println!(
                 "{}",
                 dev::banner(&data_dir, running.api_addr, running.ops_addr, &keys)
             );
+            match demo {
+                Some(demo) => println!("{}", demo.text),
+                None => println!(
+                    "Demo principals exist already; their credentials were shown when they were made.\n"
+                ),
+            }
             app::run_until_signal(running).await;
             Ok(())
         }
@@ -83,6 +90,11 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Keys { config, command } => {
             let config = config.ok_or("keys: --config FILE is required")?;
             voltvault::commands::keys(&config, command).await
+        }
+        Command::Admin { config, command } => {
+            let config = Config::load(&config).map_err(|e| e.to_string())?;
+            telemetry::init(config.logging.format, "warn");
+            voltvault::admin_cli::run(&config, command).await
         }
         Command::CheckConfig { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;

@@ -25,6 +25,9 @@ pub use record::AuditRecord;
 pub use seal::{Checkpoint, CheckpointSealer, SealError, SoftwareSealer};
 pub use verify::{NodeReport, Problem, ProblemKind};
 pub use writer::{AuditWriter, WriterConfig, WriterTask};
+mod log_sink;
+
+pub use log_sink::Tee;
 
 use async_trait::async_trait;
 

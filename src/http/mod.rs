@@ -2,6 +2,7 @@
 //! the operations listener. Handlers turn requests into domain calls; they
 //! never run SQL themselves.
 
+pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod metrics;
@@ -23,6 +24,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::audit::AuditSink;
+use crate::auth::AuthService;
 use crate::clock::Environment;
 use crate::store::Store;
 use error::ApiError;
@@ -33,10 +36,13 @@ use metrics::Metrics;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Authentication, the policy and request budgets; the route guard uses it.
+    pub auth: Arc<AuthService>,
+    /// Where audit events go (fail closed).
+    pub audit: Arc<dyn AuditSink>,
     pub env: Environment,
     pub node_id: Arc<str>,
     pub keys: Arc<crate::keys::KeyManager>,
-    pub audit: Arc<dyn crate::audit::AuditSink>,
     pub tokens: Arc<crate::tokens::service::TokenService>,
 }
 

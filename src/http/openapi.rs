@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::meta;
+use super::routes::{admin, auth, meta};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,10 +14,33 @@ use super::routes::meta;
             Every failure is application/problem+json with a stable `code`.",
         license(name = "Apache-2.0")
     ),
-    paths(meta::healthz, meta::openapi_json, meta::whoami),
-    components(schemas(Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary))
+    paths(
+        meta::healthz, meta::openapi_json, meta::whoami,
+        auth::login, auth::mfa, auth::logout, auth::step_up,
+        admin::list_tenants, admin::create_tenant,
+        admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
+        admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate,
+        admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
+        admin::principals
+    ),
+    components(schemas(Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary)),
+    modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
+
+/// Declares the bearer scheme (API keys and staff session tokens).
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -37,6 +60,18 @@ mod tests {
                 spec.method,
                 spec.path
             );
+        }
+        // And nothing is documented that is not served.
+        let specs = routes.specs();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                assert!(
+                    specs
+                        .iter()
+                        .any(|s| s.path == path && s.method.as_str().eq_ignore_ascii_case(method)),
+                    "{method} {path} is documented but not served"
+                );
+            }
         }
     }
 }

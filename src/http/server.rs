@@ -28,7 +28,10 @@ pub struct ConnectionInfo {
     pub client_certificate: Option<Arc<ClientCertificate>>,
 }
 
-/// A client certificate that rustls verified against a configured CA.
+/// A client certificate that passed the TLS checks: the client holds its key
+/// and the chain leads to a trusted anchor (see `auth::charger`). Only the
+/// auth layer decides whether it is a principal; handlers never trust it
+/// on their own.
 #[derive(Debug, Clone)]
 pub struct ClientCertificate {
     /// The chain as presented, leaf first, DER.

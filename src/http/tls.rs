@@ -6,11 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
-use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::auth::charger::{ChargerTrust, TlsClientVerifier};
 use crate::config::{ClientAuth, TlsConfig};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,10 +63,20 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 /// Builds the server configuration from files named in the configuration.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
+/// Client certificates are checked by `chargers` (see `auth::charger`).
+pub fn server_config(
+    tls: &TlsConfig,
+    chargers: Arc<ChargerTrust>,
+) -> Result<Arc<rustls::ServerConfig>, TlsSetupError> {
     let chain = load_certificates("tls.cert_file", &tls.cert_file)?;
     let key = load_private_key(&tls.key_file)?;
-    let verifier = client_verifier(tls)?;
+    let verifier: Option<Arc<dyn ClientCertVerifier>> = match tls.client_auth {
+        ClientAuth::None => None,
+        mode => Some(Arc::new(TlsClientVerifier::new(
+            chargers,
+            mode == ClientAuth::Required,
+        ))),
+    };
     let builder = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
@@ -81,26 +91,20 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsSe
     Ok(Arc::new(config))
 }
 
-fn client_verifier(tls: &TlsConfig) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsSetupError> {
-    if tls.client_auth == ClientAuth::None {
-        return Ok(None);
-    }
-    let mut roots = RootCertStore::empty();
+/// The configured client CA bundles, as trust anchors for client certificates.
+pub fn configured_client_roots(
+    tls: &TlsConfig,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let mut roots = Vec::new();
     for path in &tls.client_ca_files {
-        for cert in load_certificates("tls.client_ca_files", path)? {
-            roots
-                .add(cert)
+        let certs = load_certificates("tls.client_ca_files", path)?;
+        let mut check = RootCertStore::empty();
+        for cert in certs {
+            check
+                .add(cert.clone())
                 .map_err(|e| file_error("tls.client_ca_files", path, e))?;
+            roots.push(cert);
         }
     }
-    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
-    let builder = if tls.client_auth == ClientAuth::Optional {
-        builder.allow_unauthenticated()
-    } else {
-        builder
-    };
-    builder
-        .build()
-        .map(Some)
-        .map_err(|e| TlsSetupError::Rustls(format!("client verifier: {e}")))
+    Ok(roots)
 }

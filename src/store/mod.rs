@@ -3,6 +3,7 @@
 //! (tests/api/store.rs).
 
 mod audit_sql;
+mod auth_sql;
 mod common;
 pub mod data_keys;
 pub mod postgres;
@@ -15,9 +16,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::audit::{AuditQuery, AuditRecord, Checkpoint};
+use crate::auth::records::{
+    ApiKeyRecord, ChallengeRecord, ChargerCaRecord, SessionRecord, UserRecord,
+};
+use crate::auth::tokens::ApiKeyId;
 use crate::config::{Config, ConfigError, DatabaseBackend};
 use crate::idempotency::{Begin, IdempotencyScope};
-use crate::ids::TenantId;
+use crate::ids::{ChargerCaId, TenantId, UserId};
 use crate::tenants::{Tenant, TenantName};
 
 pub use data_keys::{DataKeyRecord, DataKeyState, DataKeyStore, KekRecord, KekState};
@@ -130,10 +135,115 @@ pub trait AuditStore: Send + Sync {
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
+/// Principals and their credentials (src/auth). Calls that name a tenant
+/// touch only that tenant's rows: another tenant's record is `NotFound`.
+#[async_trait]
+pub trait AuthStore: Send + Sync {
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn api_key(&self, id: &ApiKeyId) -> Result<ApiKeyRecord, StoreError>;
+    async fn api_keys(&self, tenant: TenantId) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    async fn revoke_api_key(
+        &self,
+        tenant: TenantId,
+        id: &ApiKeyId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Replaces the secret of a key that is not revoked.
+    async fn replace_api_key_secret(
+        &self,
+        tenant: TenantId,
+        id: &ApiKeyId,
+        secret_hash: &[u8],
+    ) -> Result<(), StoreError>;
+    /// Records use, at most once per `coarseness` to keep writes rare.
+    async fn touch_api_key(
+        &self,
+        id: &ApiKeyId,
+        at: DateTime<Utc>,
+        coarseness: chrono::Duration,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts a user and its first password into the history.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    async fn user(&self, id: UserId) -> Result<UserRecord, StoreError>;
+    async fn user_by_username(&self, username: &str) -> Result<UserRecord, StoreError>;
+    async fn users(&self, tenant: TenantId) -> Result<Vec<UserRecord>, StoreError>;
+    /// Counts a failed attempt; returns the new count.
+    async fn add_login_failure(&self, id: UserId) -> Result<i64, StoreError>;
+    /// Locks the account until `until` and starts counting afresh.
+    async fn lock_user(&self, id: UserId, until: DateTime<Utc>) -> Result<(), StoreError>;
+    /// A successful login: failures forgotten, lock lifted, time recorded.
+    async fn record_login(&self, id: UserId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Accepts TOTP time step `step` once: false if it or a later one was used.
+    async fn claim_totp_step(&self, id: UserId, step: i64) -> Result<bool, StoreError>;
+    async fn disable_user(
+        &self,
+        tenant: Option<TenantId>,
+        id: UserId,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Sets a new password (kept in the history), a new sealed TOTP seed,
+    /// clears lock and disable, and ends the user's sessions.
+    async fn reset_user_credentials(
+        &self,
+        tenant: TenantId,
+        id: UserId,
+        password_hash: &str,
+        totp_sealed: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The most recent password hashes, newest first.
+    async fn password_history(&self, id: UserId, limit: i64) -> Result<Vec<String>, StoreError>;
+
+    async fn insert_challenge(&self, challenge: &ChallengeRecord) -> Result<(), StoreError>;
+    async fn challenge(&self, hash: &[u8]) -> Result<ChallengeRecord, StoreError>;
+    async fn delete_challenge(&self, hash: &[u8]) -> Result<(), StoreError>;
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    async fn session(&self, hash: &[u8]) -> Result<SessionRecord, StoreError>;
+    async fn touch_session(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Records a second factor given again within the session.
+    async fn renew_second_factor(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn delete_session(&self, hash: &[u8]) -> Result<(), StoreError>;
+
+    async fn insert_charger_ca(&self, ca: &ChargerCaRecord) -> Result<(), StoreError>;
+    /// Every CA not revoked, across tenants (the TLS layer trusts them all).
+    async fn active_charger_cas(&self) -> Result<Vec<ChargerCaRecord>, StoreError>;
+    async fn charger_cas(&self, tenant: TenantId) -> Result<Vec<ChargerCaRecord>, StoreError>;
+    async fn revoke_charger_certificate(
+        &self,
+        tenant: TenantId,
+        ca: ChargerCaId,
+        serial_hex: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Every revoked certificate serial as (CA, serial).
+    async fn revoked_charger_certificates(&self) -> Result<Vec<(ChargerCaId, String)>, StoreError>;
+    /// Records that a charger was seen (at most once a minute per charger).
+    async fn touch_charger(
+        &self,
+        tenant: TenantId,
+        ca: ChargerCaId,
+        identity: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Chargers seen for a tenant: (identity, last use).
+    async fn chargers_seen(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+}
+
 /// Everything the service keeps, behind one handle.
 #[async_trait]
 pub trait Store:
-    TenantStore + IdempotencyStore + DataKeyStore + AuditStore + tokens::TokenStore + Send + Sync
+    TenantStore
+    + IdempotencyStore
+    + DataKeyStore
+    + AuditStore
+    + AuthStore
+    + tokens::TokenStore
+    + Send
+    + Sync
 {
     fn backend(&self) -> DatabaseBackend;
     /// The same store seen through its key-registry port (for `KeyManager`).

@@ -27,6 +27,8 @@ listen = "127.0.0.1:0"
 cert_file = "{cert}"
 key_file = "{key}"
 client_ca_files = ["{ca}"]
+[auth]
+pepper_file = "{pepper}"
 [ops]
 listen = "127.0.0.1:0"
 [database]
@@ -43,6 +45,7 @@ pin_file = "{pin}"
         cert = pki.path("server.pem").display(),
         key = pki.path("server.key").display(),
         ca = pki.path("ca.pem").display(),
+        pepper = pki.path("pepper").display(),
         url = db.url,
         module = voltvault::keys::testing::SOFTHSM_MODULE,
         label = pki.token.label,
@@ -135,6 +138,124 @@ async fn migrate_applies_pending_migrations_once() {
         assert_ne!(run().trim(), "migrations applied: 0");
         assert_eq!(run().trim(), "migrations applied: 0");
     }
+}
+
+fn admin(path: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["admin", "--config"])
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn admin_cli_manages_tenants_clients_and_users() {
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = write_config(&pki, &db, "");
+    // Administrative actions are audited under sealed checkpoints: keys first.
+    let (ok, _, err) = admin(&path, &["tenant", "list"], "");
+    assert!(!ok && err.contains("keys init"), "{err}");
+    keys_init(&path);
+    let (ok, out, err) = admin(&path, &["tenant", "create", "acme"], "");
+    assert!(ok && out.starts_with("tenant acme"), "{out}{err}");
+    let (ok, out, err) = admin(
+        &path,
+        &["client", "create", "--tenant", "acme", "--name", "app1"],
+        "",
+    );
+    assert!(
+        ok && out.contains("API key (shown once): vv_"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = admin(
+        &path,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--username",
+            "ops1",
+            "--role",
+            "operator",
+        ],
+        "a-long-password-1\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("otpauth://totp/voltvault:ops1?"), "{out}");
+    assert!(
+        out.contains('█') || out.contains('▀'),
+        "a QR code is drawn: {out}"
+    );
+    assert!(!out.contains("a-long-password-1") && !err.contains("a-long-password-1"));
+    let (ok, _, err) = admin(
+        &path,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--username",
+            "ops2",
+            "--role",
+            "operator",
+        ],
+        "short\n",
+    );
+    assert!(!ok);
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "a prompt and one line of reason: {err}"
+    );
+    assert!(err.contains("password_rejected"), "{err}");
+    let (ok, out, _) = admin(&path, &["principals", "--tenant", "acme"], "");
+    assert!(
+        ok && out.contains("staff:ops1") && out.contains("client:"),
+        "{out}"
+    );
+    let (ok, _, err) = admin(
+        &path,
+        &[
+            "client", "create", "--tenant", "acme", "--name", "x", "--role", "admin",
+        ],
+        "",
+    );
+    assert!(!ok && err.contains("invalid_role"), "{err}");
+}
+
+/// `voltvault keys init` on the test's own SoftHSM token.
+fn keys_init(config: &std::path::Path) {
+    let init = Command::new(BIN)
+        .args(["keys", "init", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(said.contains("check value"), "{said}");
 }
 
 /// A running child whose stderr lines arrive on a channel.
@@ -350,6 +471,25 @@ async fn dev_runs_with_no_setup_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(health.status(), 200);
     assert!(data.join("voltvault.db").is_file());
+    // The demo principals: the API key authenticates (the app role may not list users).
+    let line = running.wait_for("Authorization: Bearer vv_");
+    let key = line.split("Bearer ").nth(1).unwrap().trim().to_owned();
+    let response = client
+        .get(format!("https://{api}/v1/users"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    running.wait_for("otpauth://totp/voltvault:demo-admin");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data.join("auth-pepper"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
     let (exited_cleanly, _) = running.signal_and_collect(Signal::SIGINT).await;
     assert!(exited_cleanly);
 }

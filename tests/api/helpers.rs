@@ -11,8 +11,8 @@ use axum::Router;
 use voltvault::app::{App, RunningApp};
 use voltvault::clock::Environment;
 use voltvault::config::{
-    ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat, LoggingConfig,
-    Mode, OpsConfig, Pkcs11Settings, ServerConfig, TlsConfig,
+    AuthConfig, ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat,
+    LoggingConfig, Mode, OpsConfig, Pkcs11Settings, ServerConfig, TlsConfig,
 };
 use voltvault::devpki::{DevCa, write_file};
 use voltvault::keys::testing::{SOFTHSM_MODULE, TestToken};
@@ -135,6 +135,8 @@ pub struct TestPki {
     pub dir: tempfile::TempDir,
     /// A SoftHSM2 token of this test's own, with `keys init` done.
     pub token: TestToken,
+    /// The CA behind `ca_pem`, to issue more client certificates.
+    pub ca: DevCa,
     pub ca_pem: String,
     pub charger_pem: String,
     pub charger_key_pem: String,
@@ -161,6 +163,7 @@ impl TestPki {
             0o600,
         )
         .unwrap();
+        write_file(&dir.path().join("pepper"), &"5a".repeat(32), 0o600).unwrap();
         Self {
             dir,
             token,
@@ -169,6 +172,7 @@ impl TestPki {
             charger_key_pem: charger.key_pem,
             foreign_pem: foreign.cert_pem,
             foreign_key_pem: foreign.key_pem,
+            ca,
         }
     }
 
@@ -220,10 +224,15 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             format: LogFormat::Human,
             level: "info".into(),
         },
+        auth: AuthConfig {
+            pepper_file: Some(pki.path("pepper")),
+            ..AuthConfig::default()
+        },
     }
 }
 
 pub struct TestApp {
+    pub auth: Arc<voltvault::auth::AuthService>,
     pub addr: SocketAddr,
     pub ops_addr: SocketAddr,
     pub running: Option<RunningApp>,
@@ -241,15 +250,38 @@ pub async fn spawn_app_with(
     customize: impl FnOnce(&mut Config),
     extra_routes: Option<Router>,
 ) -> TestApp {
+    spawn_app_full(
+        backend,
+        customize,
+        extra_routes,
+        Environment::system(),
+        None,
+    )
+    .await
+}
+
+/// The service with a given clock, and an observer that sees every audit
+/// event after the durable writer has it.
+pub async fn spawn_app_full(
+    backend: Backend,
+    customize: impl FnOnce(&mut Config),
+    extra_routes: Option<Router>,
+    env: Environment,
+    audit_observer: Option<Arc<dyn voltvault::audit::AuditSink>>,
+) -> TestApp {
     let pki = TestPki::new();
     let db = TestDb::new(backend).await;
     pki.token.initialized().await.unwrap();
     let mut config = test_config(&pki, &db);
     customize(&mut config);
-    let app = App::build(config, Environment::system()).await.unwrap();
+    let app = App::build_observed(config, env, None, audit_observer)
+        .await
+        .unwrap();
     let store = app.store();
+    let auth = app.auth();
     let running = app.start(extra_routes).await.unwrap();
     TestApp {
+        auth,
         addr: running.api_addr,
         ops_addr: running.ops_addr,
         running: Some(running),
@@ -292,6 +324,11 @@ impl TestApp {
         )
     }
 
+    /// A client presenting the given certificate and key (PEM).
+    pub fn client_with_identity(&self, cert_pem: &str, key_pem: &str) -> reqwest::Client {
+        identity_client(self.builder(), cert_pem, key_pem)
+    }
+
     /// A client certificate from a CA the server does not know.
     pub fn foreign_client(&self) -> reqwest::Client {
         identity_client(
@@ -308,7 +345,7 @@ impl TestApp {
     }
 }
 
-fn identity_client(builder: reqwest::ClientBuilder, cert: &str, key: &str) -> reqwest::Client {
+pub fn identity_client(builder: reqwest::ClientBuilder, cert: &str, key: &str) -> reqwest::Client {
     let pem = format!("{cert}\n{key}");
     builder
         .identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap())

@@ -3,10 +3,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod audit_double;
 mod helpers;
 mod localstripe;
 
 mod audit;
+mod auth;
+mod auth_store;
 mod binary;
 mod connectors;
 mod edge;

@@ -1,7 +1,14 @@
 //! Every public route is declared here, once, with the access it needs. The
-//! same table builds the router and is checked against the OpenAPI document
-//! (and, as authorization lands, against the policy).
+//! same table builds the router, is checked against the OpenAPI document and
+//! is walked by a test that fails if any route lacks a permission.
+//!
+//! Access is enforced in one place: [`crate::http::auth::guard`], a route
+//! layer the table puts on every route. Handlers of permissioned routes take a
+//! [`crate::auth::Principal`] argument: they only ever see a caller the
+//! policy allowed.
 
+pub mod admin;
+pub mod auth;
 pub mod meta;
 
 use axum::Router;
@@ -10,12 +17,16 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use super::AppState;
+use crate::auth::Permission;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// No authentication: only the API description and connection check.
+    /// No authentication: the API description, the connection check and the
+    /// sign-in steps themselves. Still subject to the per-address budget.
     Public,
+    /// An authenticated principal whose role holds this permission.
+    Permission(Permission),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,16 +38,12 @@ pub struct RouteSpec {
 
 /// A router under construction that remembers what it was given.
 pub struct ApiRoutes {
-    router: Router<AppState>,
-    specs: Vec<RouteSpec>,
+    routes: Vec<(RouteSpec, MethodRouter<AppState>)>,
 }
 
 impl ApiRoutes {
     fn new() -> Self {
-        Self {
-            router: Router::new(),
-            specs: Vec::new(),
-        }
+        Self { routes: Vec::new() }
     }
 
     fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
@@ -48,26 +55,42 @@ impl ApiRoutes {
             Ok(filter) => on(filter, handler),
             Err(_) => return self,
         };
-        self.router = self.router.route(path, method_router);
-        self.specs.push(RouteSpec {
-            method,
-            path,
-            access,
-        });
+        self.routes.push((
+            RouteSpec {
+                method,
+                path,
+                access,
+            },
+            method_router,
+        ));
         self
     }
 
-    pub fn specs(&self) -> &[RouteSpec] {
-        &self.specs
+    pub fn specs(&self) -> Vec<RouteSpec> {
+        self.routes.iter().map(|(spec, _)| spec.clone()).collect()
     }
 
+    /// The router, every route behind the guard for its access.
     pub fn into_router(self, state: AppState) -> Router {
-        self.router.with_state(state)
+        let mut router: Router<AppState> = Router::new();
+        for (spec, method_router) in self.routes {
+            let guarded = method_router.route_layer(axum::middleware::from_fn_with_state(
+                (state.clone(), spec.access),
+                super::auth::guard,
+            ));
+            router = router.route(spec.path, guarded);
+        }
+        router.with_state(state)
     }
+}
+
+fn perm(p: Permission) -> Access {
+    Access::Permission(p)
 }
 
 /// The public API.
 pub fn api_routes() -> ApiRoutes {
+    use Permission as P;
     ApiRoutes::new()
         .add(Method::GET, "/healthz", Access::Public, meta::healthz)
         .add(
@@ -77,4 +100,134 @@ pub fn api_routes() -> ApiRoutes {
             meta::openapi_json,
         )
         .add(Method::GET, "/v1/whoami", Access::Public, meta::whoami)
+        // staff sign-in
+        .add(Method::POST, "/v1/auth/login", Access::Public, auth::login)
+        .add(Method::POST, "/v1/auth/mfa", Access::Public, auth::mfa)
+        .add(
+            Method::POST,
+            "/v1/auth/logout",
+            perm(P::SessionEnd),
+            auth::logout,
+        )
+        .add(
+            Method::POST,
+            "/v1/auth/step-up",
+            perm(P::SessionStepUp),
+            auth::step_up,
+        )
+        // administration
+        .add(
+            Method::GET,
+            "/v1/tenants",
+            perm(P::TenantsManage),
+            admin::list_tenants,
+        )
+        .add(
+            Method::POST,
+            "/v1/tenants",
+            perm(P::TenantsManage),
+            admin::create_tenant,
+        )
+        .add(
+            Method::GET,
+            "/v1/clients",
+            perm(P::ClientsManage),
+            admin::list_clients,
+        )
+        .add(
+            Method::POST,
+            "/v1/clients",
+            perm(P::ClientsManage),
+            admin::create_client,
+        )
+        .add(
+            Method::POST,
+            "/v1/clients/{id}/revoke",
+            perm(P::ClientsManage),
+            admin::revoke_client,
+        )
+        .add(
+            Method::POST,
+            "/v1/clients/{id}/rotate",
+            perm(P::ClientsManage),
+            admin::rotate_client,
+        )
+        .add(
+            Method::GET,
+            "/v1/charger-cas",
+            perm(P::ChargerCasManage),
+            admin::list_charger_cas,
+        )
+        .add(
+            Method::POST,
+            "/v1/charger-cas",
+            perm(P::ChargerCasManage),
+            admin::register_charger_ca,
+        )
+        .add(
+            Method::POST,
+            "/v1/charger-cas/{id}/revocations",
+            perm(P::ChargerCasManage),
+            admin::revoke_charger_certificate,
+        )
+        .add(
+            Method::GET,
+            "/v1/users",
+            perm(P::UsersManage),
+            admin::list_users,
+        )
+        .add(
+            Method::POST,
+            "/v1/users",
+            perm(P::UsersManage),
+            admin::create_user,
+        )
+        .add(
+            Method::POST,
+            "/v1/users/{id}/disable",
+            perm(P::UsersManage),
+            admin::disable_user,
+        )
+        .add(
+            Method::POST,
+            "/v1/users/{id}/reset",
+            perm(P::UsersManage),
+            admin::reset_user,
+        )
+        .add(
+            Method::GET,
+            "/v1/principals",
+            perm(P::PrincipalsRead),
+            admin::principals,
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every route names a permission, or is one of the few that must be public.
+    #[test]
+    fn every_route_declares_its_access() {
+        const PUBLIC: &[&str] = &[
+            "/healthz",
+            "/openapi.json",
+            "/v1/whoami",
+            "/v1/auth/login",
+            "/v1/auth/mfa",
+        ];
+        let specs = api_routes().specs();
+        assert!(!specs.is_empty());
+        for spec in &specs {
+            match spec.access {
+                Access::Public => assert!(
+                    PUBLIC.contains(&spec.path),
+                    "{} {} is public but not on the list of public routes",
+                    spec.method,
+                    spec.path
+                ),
+                Access::Permission(p) => assert!(Permission::ALL.contains(&p)),
+            }
+        }
+    }
 }

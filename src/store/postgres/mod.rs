@@ -48,6 +48,7 @@ super::common::impl_portable_stores!(PostgresStore);
 super::data_keys::impl_data_key_store!(PostgresStore);
 super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
+super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 
 #[async_trait]
 impl Store for PostgresStore {
