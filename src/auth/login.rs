@@ -134,6 +134,29 @@ impl AuthService {
         }
     }
 
+    /// Disables every account unused for 90 days (PCI DSS 8.2.6); each is audited.
+    pub async fn disable_idle_accounts(&self) -> Result<usize, AuthError> {
+        let now = self.now();
+        let disabled = self
+            .store
+            .disable_idle_users(now - self.settings.account_idle_limit, now)
+            .await?;
+        for (tenant, username) in &disabled {
+            let mut actor = Actor::cli_system();
+            actor.tenant = Some(*tenant);
+            self.record(
+                "auth.user.disable",
+                &actor,
+                Outcome::Success,
+                &Origin::cli(),
+                Some(format!("staff:{username}")),
+                Some("idle_90_days"),
+            )
+            .await?;
+        }
+        Ok(disabled.len())
+    }
+
     /// Checks a user name and password; returns a challenge for the second factor.
     pub async fn login(
         &self,

@@ -376,6 +376,28 @@ macro_rules! impl_auth_store {
                 Ok(())
             }
 
+            async fn disable_idle_users(
+                &self,
+                idle_since: chrono::DateTime<chrono::Utc>,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<($crate::ids::TenantId, String)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "UPDATE staff_users SET disabled_at = $1 \
+                     WHERE disabled_at IS NULL AND COALESCE(last_login_at, created_at) < $2 \
+                     RETURNING tenant_id, username",
+                )
+                .bind(at)
+                .bind(idle_since)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push((row.try_get("tenant_id")?, row.try_get("username")?));
+                }
+                Ok(out)
+            }
+
             async fn reset_user_credentials(
                 &self,
                 tenant: $crate::ids::TenantId,

@@ -141,6 +141,12 @@ pub trait AuthStore: Send + Sync {
         id: UserId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Disables every account not used since `idle_since`; returns (tenant, user name) of each.
+    async fn disable_idle_users(
+        &self,
+        idle_since: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(TenantId, String)>, StoreError>;
     /// Sets a new password (kept in the history), a new sealed TOTP seed,
     /// clears lock and disable, and ends the user's sessions.
     async fn reset_user_credentials(

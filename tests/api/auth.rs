@@ -769,6 +769,23 @@ async fn an_account_idle_for_ninety_days_is_disabled() {
     .await;
     w.audit
         .expect("auth.user.disable", Outcome::Success, Some("idle_90_days"));
+    // The periodic sweep disables the others that were never used.
+    assert_eq!(w.app.auth.disable_idle_accounts().await.unwrap(), 2);
+    assert_eq!(w.app.auth.disable_idle_accounts().await.unwrap(), 0);
+    let report: Value = w
+        .app
+        .auth
+        .principals_report(w.tenant_a)
+        .await
+        .map(|r| serde_json::to_value(r).unwrap())
+        .unwrap();
+    let staff: Vec<&Value> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "staff")
+        .collect();
+    assert!(staff.iter().all(|p| p["state"] == "disabled"), "{report}");
     // An admin reset brings it back with a new password (not a recent one).
     let admin_user = w
         .app
