@@ -19,7 +19,7 @@ use super::routes::{admin, auth, meta};
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
-        admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate,
+        admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate, admin::import_charger_crl,
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
         admin::principals
     ),

@@ -181,6 +181,16 @@ pub trait AuthStore: Send + Sync {
         serial_hex: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Stores the CRL of a CA of `tenant`, replacing an older one.
+    async fn set_charger_crl(
+        &self,
+        tenant: TenantId,
+        ca: ChargerCaId,
+        crl_der: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Every imported CRL as (CA, DER).
+    async fn charger_crls(&self) -> Result<Vec<(ChargerCaId, Vec<u8>)>, StoreError>;
     /// Every revoked certificate serial as (CA, serial).
     async fn revoked_charger_certificates(&self) -> Result<Vec<(ChargerCaId, String)>, StoreError>;
     /// Records that a charger was seen (at most once a minute per charger).

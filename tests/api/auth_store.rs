@@ -294,6 +294,23 @@ async fn charger_cas_revocations_and_sightings(backend: Backend) {
     let seen = store.chargers_seen(a).await.unwrap();
     assert_eq!(seen, vec![("cp-1".to_owned(), at(90))]);
     assert!(store.chargers_seen(b).await.unwrap().is_empty());
+
+    store
+        .set_charger_crl(a, ca.id, b"first", at(1))
+        .await
+        .unwrap();
+    store
+        .set_charger_crl(a, ca.id, b"second", at(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.set_charger_crl(b, ca.id, b"theirs", at(3)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.charger_crls().await.unwrap(),
+        vec![(ca.id, b"second".to_vec())]
+    );
 }
 
 crate::on_both_databases!(
