@@ -438,9 +438,10 @@ impl AuthService {
         self.reload_chargers().await
     }
 
-    fn seal_seed(&self, user: UserId, seed: &[u8]) -> Vec<u8> {
+    fn seal_seed(&self, user: UserId, seed: &[u8]) -> Result<Vec<u8>, AuthError> {
         self.keys
             .seal(self.env.random.as_ref(), user.as_uuid().as_bytes(), seed)
+            .map_err(|_| AuthError::Internal)
     }
 
     async fn hash_password(&self, password: &SecretString) -> Result<String, AuthError> {
@@ -481,7 +482,7 @@ impl AuthService {
             username: username.to_owned(),
             role,
             password_hash: self.hash_password(password).await?,
-            totp_sealed: self.seal_seed(id, &seed),
+            totp_sealed: self.seal_seed(id, &seed)?,
             totp_last_step: 0,
             failed_attempts: 0,
             locked_until: None,
@@ -574,7 +575,7 @@ impl AuthService {
         let uri = totp::provisioning_uri(&seed, &user.username).ok_or(AuthError::Internal)?;
         let hash = self.hash_password(new_password).await?;
         self.store
-            .reset_user_credentials(tenant, id, &hash, &self.seal_seed(id, &seed), self.now())
+            .reset_user_credentials(tenant, id, &hash, &self.seal_seed(id, &seed)?, self.now())
             .await?;
         self.changed(
             "user.reset",

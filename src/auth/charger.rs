@@ -8,9 +8,11 @@
 //!    through so that the request can be refused with a 401 and an audit event.
 //! 2. Authentication ([`ChargerTrust::authenticate`]): the chain is verified
 //!    again, against each registered CA on its own and at the injected clock's
-//!    time; the CA that verifies it names the tenant; the leaf's serial must
-//!    not be on that CA's revocation list. A certificate that only chains to
-//!    a configured bundle (not a registered CA) is no principal.
+//!    time; the CA that verifies it names the tenant; the leaf must not be on
+//!    that CA's revocation lists — serials revoked through the admin API or
+//!    CLI, and the CA's own X.509 CRL once imported (its signature is checked
+//!    on import and again by webpki). A certificate that only chains to a
+//!    configured bundle (not a registered CA) is no principal.
 //!
 //! The trusted set lives in an `RwLock<Arc<Snapshot>>`, rebuilt from the
 //! database at start, after every change on this node and periodically.

@@ -58,7 +58,7 @@ impl AuthService {
             self.store.disable_user(None, user.id, now).await?;
             self.record(
                 "auth.user.disable",
-                &Actor::cli_system(),
+                &Actor::system(),
                 Outcome::Success,
                 origin,
                 Some(actor.id.clone()),
@@ -142,7 +142,7 @@ impl AuthService {
             .disable_idle_users(now - self.settings.account_idle_limit, now)
             .await?;
         for (tenant, username) in &disabled {
-            let mut actor = Actor::cli_system();
+            let mut actor = Actor::system();
             actor.tenant = Some(*tenant);
             self.record(
                 "auth.user.disable",
@@ -376,7 +376,7 @@ impl AuthService {
 
 impl Actor {
     /// voltvault itself acting on an account (idle disable).
-    pub fn cli_system() -> Self {
+    pub fn system() -> Self {
         Self {
             kind: ActorKind::System,
             id: "voltvault".into(),
