@@ -190,6 +190,16 @@ async fn run_with(
                     println!("{}\t{}\t{}", ca.id, ca.name, ca.sha256_hex);
                 }
             }
+            ChargerCaCommand::ImportCrl { tenant: t, ca, crl } => {
+                let t = tenant(store, &t).await?;
+                let ca = ca.parse().map_err(|_| "not a charger CA id".to_owned())?;
+                let bytes =
+                    std::fs::read(&crl).map_err(|e| format!("{}: {}", crl.display(), e.kind()))?;
+                auth.import_charger_crl(t, ca, &bytes, &by, &origin)
+                    .await
+                    .map_err(explain)?;
+                println!("CRL imported for charger CA {ca}");
+            }
             ChargerCaCommand::RevokeCert {
                 tenant: t,
                 ca,

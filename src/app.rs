@@ -354,6 +354,9 @@ async fn refresh_auth(auth: Arc<AuthService>, shutdown: CancellationToken) {
             tracing::warn!("charger CAs could not be reloaded; keeping the current set");
         }
         auth.forget_idle_budgets();
+        if auth.disable_idle_accounts().await.is_err() {
+            tracing::warn!("idle staff accounts could not be disabled this round");
+        }
     }
 }
 

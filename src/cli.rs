@@ -173,6 +173,15 @@ pub enum ChargerCaCommand {
         #[arg(long)]
         tenant: String,
     },
+    /// Imports the CA's certificate revocation list (PEM or DER file).
+    ImportCrl {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        ca: String,
+        #[arg(value_name = "FILE")]
+        crl: PathBuf,
+    },
     /// Revokes a charger certificate: its serial in hex, or a PEM file.
     RevokeCert {
         #[arg(long)]

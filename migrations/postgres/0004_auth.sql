@@ -77,3 +77,10 @@ CREATE TABLE chargers_seen (
     last_used_at  TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (ca_id, identity)
 );
+
+-- The latest CRL imported for a charger CA (its signature checked on import).
+CREATE TABLE charger_ca_crls (
+    ca_id       UUID PRIMARY KEY NOT NULL REFERENCES charger_cas(id),
+    crl_der     BYTEA NOT NULL,
+    updated_at  TIMESTAMPTZ NOT NULL
+);

@@ -77,3 +77,10 @@ CREATE TABLE chargers_seen (
     last_used_at  TEXT NOT NULL,
     PRIMARY KEY (ca_id, identity)
 ) STRICT;
+
+-- The latest CRL imported for a charger CA (its signature checked on import).
+CREATE TABLE charger_ca_crls (
+    ca_id       BLOB PRIMARY KEY NOT NULL REFERENCES charger_cas(id),
+    crl_der     BLOB NOT NULL,
+    updated_at  TEXT NOT NULL
+) STRICT;

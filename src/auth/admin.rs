@@ -375,9 +375,73 @@ impl AuthService {
         Ok(serial)
     }
 
-    fn seal_seed(&self, user: UserId, seed: &[u8]) -> Vec<u8> {
+    /// Imports the CA's certificate revocation list (PEM or DER), after
+    /// checking that the CA signed it. It replaces the previous one.
+    pub async fn import_charger_crl(
+        &self,
+        tenant: TenantId,
+        ca: ChargerCaId,
+        crl: &[u8],
+        by: &Actor,
+        origin: &Origin,
+    ) -> Result<(), AuthError> {
+        use rustls_pki_types::CertificateRevocationListDer;
+        use rustls_pki_types::pem::PemObject;
+        let der = if crl.starts_with(b"-----BEGIN") {
+            CertificateRevocationListDer::from_pem_slice(crl)
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| {
+                    AuthError::Invalid("invalid_crl", "expected one PEM X509 CRL".into())
+                })?
+        } else {
+            crl.to_vec()
+        };
+        let record = match self
+            .store
+            .charger_cas(tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.id == ca)
+        {
+            Some(record) => record,
+            None => {
+                let elsewhere = self
+                    .store
+                    .active_charger_cas()
+                    .await?
+                    .iter()
+                    .any(|c| c.id == ca);
+                return Err(self
+                    .not_found_in_tenant(by, origin, elsewhere, format!("charger_ca:{ca}"))
+                    .await);
+            }
+        };
+        super::charger::check_crl(&record.cert_der, &der).map_err(|refusal| {
+            let why = match refusal {
+                super::charger::CrlRefusal::Malformed => "not an X.509 CRL",
+                super::charger::CrlRefusal::OtherIssuer => "the CRL names another issuer",
+                super::charger::CrlRefusal::BadSignature => "the CA did not sign this CRL",
+            };
+            AuthError::Invalid("invalid_crl", why.into())
+        })?;
+        self.store
+            .set_charger_crl(tenant, ca, &der, self.now())
+            .await?;
+        self.changed(
+            "charger_ca.import_crl",
+            by,
+            origin,
+            tenant,
+            format!("charger_ca:{ca}"),
+        )
+        .await?;
+        self.reload_chargers().await
+    }
+
+    fn seal_seed(&self, user: UserId, seed: &[u8]) -> Result<Vec<u8>, AuthError> {
         self.keys
             .seal(self.env.random.as_ref(), user.as_uuid().as_bytes(), seed)
+            .map_err(|_| AuthError::Internal)
     }
 
     async fn hash_password(&self, password: &SecretString) -> Result<String, AuthError> {
@@ -418,7 +482,7 @@ impl AuthService {
             username: username.to_owned(),
             role,
             password_hash: self.hash_password(password).await?,
-            totp_sealed: self.seal_seed(id, &seed),
+            totp_sealed: self.seal_seed(id, &seed)?,
             totp_last_step: 0,
             failed_attempts: 0,
             locked_until: None,
@@ -511,7 +575,7 @@ impl AuthService {
         let uri = totp::provisioning_uri(&seed, &user.username).ok_or(AuthError::Internal)?;
         let hash = self.hash_password(new_password).await?;
         self.store
-            .reset_user_credentials(tenant, id, &hash, &self.seal_seed(id, &seed), self.now())
+            .reset_user_credentials(tenant, id, &hash, &self.seal_seed(id, &seed)?, self.now())
             .await?;
         self.changed(
             "user.reset",

@@ -8,14 +8,16 @@
 //!    through so that the request can be refused with a 401 and an audit event.
 //! 2. Authentication ([`ChargerTrust::authenticate`]): the chain is verified
 //!    again, against each registered CA on its own and at the injected clock's
-//!    time; the CA that verifies it names the tenant; the leaf's serial must
-//!    not be on that CA's revocation list. A certificate that only chains to
-//!    a configured bundle (not a registered CA) is no principal.
+//!    time; the CA that verifies it names the tenant; the leaf must not be on
+//!    that CA's revocation lists — serials revoked through the admin API or
+//!    CLI, and the CA's own X.509 CRL once imported (its signature is checked
+//!    on import and again by webpki). A certificate that only chains to a
+//!    configured bundle (not a registered CA) is no principal.
 //!
 //! The trusted set lives in an `RwLock<Arc<Snapshot>>`, rebuilt from the
 //! database at start, after every change on this node and periodically.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -24,7 +26,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore};
-use rustls_pki_types::{CertificateDer, UnixTime};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 
 use super::records::ChargerCaRecord;
 use crate::ids::{ChargerCaId, TenantId};
@@ -93,6 +95,16 @@ fn single_verifier(
     provider: &Arc<CryptoProvider>,
     roots: &[CertificateDer<'static>],
 ) -> Option<Arc<dyn ClientCertVerifier>> {
+    verifier_with_crl(provider, roots, None)
+}
+
+/// A verifier for `roots`; with a CRL, the leaf must not be on it (a leaf
+/// its CRL does not cover is accepted: the CA may not have published one).
+fn verifier_with_crl(
+    provider: &Arc<CryptoProvider>,
+    roots: &[CertificateDer<'static>],
+    crl: Option<CertificateRevocationListDer<'static>>,
+) -> Option<Arc<dyn ClientCertVerifier>> {
     let mut store = RootCertStore::empty();
     for root in roots {
         if store.add(root.clone()).is_err() {
@@ -102,9 +114,15 @@ fn single_verifier(
     if store.is_empty() {
         return None;
     }
-    WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone())
-        .build()
-        .ok()
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(store), provider.clone());
+    let builder = match crl {
+        Some(crl) => builder
+            .with_crls([crl])
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status(),
+        None => builder,
+    };
+    builder.build().ok()
 }
 
 fn is_out_of_validity(error: &rustls::Error) -> bool {
@@ -175,16 +193,27 @@ impl ChargerTrust {
     pub async fn reload(&self, store: &dyn AuthStore) -> Result<(), StoreError> {
         let records = store.active_charger_cas().await?;
         let revoked = store.revoked_charger_certificates().await?;
-        self.install(&records, revoked.into_iter().collect());
+        let crls: HashMap<ChargerCaId, Vec<u8>> = store.charger_crls().await?.into_iter().collect();
+        self.install(&records, revoked.into_iter().collect(), &crls);
         Ok(())
     }
 
-    fn install(&self, records: &[ChargerCaRecord], revoked: HashSet<(ChargerCaId, String)>) {
+    fn install(
+        &self,
+        records: &[ChargerCaRecord],
+        revoked: HashSet<(ChargerCaId, String)>,
+        crls: &HashMap<ChargerCaId, Vec<u8>>,
+    ) {
         let mut cas = Vec::new();
         let mut all_roots = self.configured_roots.clone();
         for record in records {
             let der = CertificateDer::from(record.cert_der.clone());
-            if let Some(verifier) = single_verifier(&self.provider, std::slice::from_ref(&der)) {
+            let crl = crls
+                .get(&record.id)
+                .map(|c| CertificateRevocationListDer::from(c.clone()));
+            if let Some(verifier) =
+                verifier_with_crl(&self.provider, std::slice::from_ref(&der), crl)
+            {
                 cas.push(CaEntry {
                     id: record.id,
                     tenant: record.tenant,
@@ -238,6 +267,9 @@ impl ChargerTrust {
                         ca: ca.id,
                         identity,
                     });
+                }
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => {
+                    return Err(CertificateRefusal::Revoked);
                 }
                 Err(error) if is_out_of_validity(&error) => {
                     out_of_validity |=
@@ -307,6 +339,25 @@ pub fn normalize_serial(raw: &str) -> Option<String> {
     } else {
         trimmed.to_owned()
     })
+}
+
+/// Why a CRL was refused on import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrlRefusal {
+    Malformed,
+    OtherIssuer,
+    BadSignature,
+}
+
+/// Checks that `crl_der` is a CRL issued and signed by the CA `ca_der`.
+pub fn check_crl(ca_der: &[u8], crl_der: &[u8]) -> Result<(), CrlRefusal> {
+    let (_, ca) = x509_parser::parse_x509_certificate(ca_der).map_err(|_| CrlRefusal::Malformed)?;
+    let (_, crl) = x509_parser::parse_x509_crl(crl_der).map_err(|_| CrlRefusal::Malformed)?;
+    if crl.issuer().as_raw() != ca.subject().as_raw() {
+        return Err(CrlRefusal::OtherIssuer);
+    }
+    crl.verify_signature(ca.public_key())
+        .map_err(|_| CrlRefusal::BadSignature)
 }
 
 /// The serial of a PEM or DER certificate, normalized.

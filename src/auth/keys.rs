@@ -41,6 +41,8 @@ pub enum AuthKeyError {
     File(#[from] SecretFileError),
     #[error("sealed secret does not open")]
     Open,
+    #[error("secret cannot be sealed")]
+    Seal,
 }
 
 /// Keyed hashing and sealing with a server-side key.
@@ -48,7 +50,12 @@ pub trait AuthKeys: Send + Sync {
     /// HMAC-SHA256 of `data` under the key for `purpose`.
     fn keyed_hash(&self, purpose: HashPurpose, data: &[u8]) -> [u8; 32];
     /// Encrypts a small secret (a TOTP seed) bound to `context`.
-    fn seal(&self, random: &dyn Random, context: &[u8], plaintext: &[u8]) -> Vec<u8>;
+    fn seal(
+        &self,
+        random: &dyn Random,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, AuthKeyError>;
     fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AuthKeyError>;
 }
 
@@ -136,7 +143,12 @@ impl AuthKeys for PepperKeys {
         out
     }
 
-    fn seal(&self, random: &dyn Random, context: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    fn seal(
+        &self,
+        random: &dyn Random,
+        context: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, AuthKeyError> {
         let mut nonce = [0u8; 12];
         random.fill(&mut nonce);
         let sealed = self
@@ -148,11 +160,11 @@ impl AuthKeys for PepperKeys {
                     aad: context,
                 },
             )
-            .unwrap_or_default();
+            .map_err(|_| AuthKeyError::Seal)?;
         let mut out = Vec::with_capacity(12 + sealed.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&sealed);
-        out
+        Ok(out)
     }
 
     fn open(&self, context: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, AuthKeyError> {
@@ -193,7 +205,7 @@ mod tests {
             &a,
             &keys.keyed_hash(HashPurpose::ApiKey, b"x")
         ));
-        let sealed = keys.seal(&OsRandom, b"user-1", b"seed");
+        let sealed = keys.seal(&OsRandom, b"user-1", b"seed").unwrap();
         assert_eq!(keys.open(b"user-1", &sealed).unwrap().as_slice(), b"seed");
         assert_eq!(keys.open(b"user-2", &sealed), Err(AuthKeyError::Open));
         assert!(PepperKeys::from_bytes(&[1u8; 16]).is_err());

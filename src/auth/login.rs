@@ -58,7 +58,7 @@ impl AuthService {
             self.store.disable_user(None, user.id, now).await?;
             self.record(
                 "auth.user.disable",
-                &Actor::cli_system(),
+                &Actor::system(),
                 Outcome::Success,
                 origin,
                 Some(actor.id.clone()),
@@ -132,6 +132,29 @@ impl AuthService {
             Ok(()) => AuthError::Unauthenticated(reason),
             Err(e) => e,
         }
+    }
+
+    /// Disables every account unused for 90 days (PCI DSS 8.2.6); each is audited.
+    pub async fn disable_idle_accounts(&self) -> Result<usize, AuthError> {
+        let now = self.now();
+        let disabled = self
+            .store
+            .disable_idle_users(now - self.settings.account_idle_limit, now)
+            .await?;
+        for (tenant, username) in &disabled {
+            let mut actor = Actor::system();
+            actor.tenant = Some(*tenant);
+            self.record(
+                "auth.user.disable",
+                &actor,
+                Outcome::Success,
+                &Origin::cli(),
+                Some(format!("staff:{username}")),
+                Some("idle_90_days"),
+            )
+            .await?;
+        }
+        Ok(disabled.len())
     }
 
     /// Checks a user name and password; returns a challenge for the second factor.
@@ -353,7 +376,7 @@ impl AuthService {
 
 impl Actor {
     /// voltvault itself acting on an account (idle disable).
-    pub fn cli_system() -> Self {
+    pub fn system() -> Self {
         Self {
             kind: ActorKind::System,
             id: "voltvault".into(),

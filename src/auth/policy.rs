@@ -319,6 +319,112 @@ mod tests {
         }
     }
 
+    /// The shipped grants, spelled out: a change to roles.toml must change this too.
+    #[test]
+    fn the_shipped_roles_hold_exactly_these_permissions() {
+        let expected: &[(Role, &[&str])] = &[
+            (
+                Role::Charger,
+                &[
+                    "tokens:create",
+                    "tokens:read",
+                    "payments:create",
+                    "payments:read",
+                    "payments:meter",
+                    "payments:complete",
+                    "payments:cancel",
+                ],
+            ),
+            (
+                Role::App,
+                &[
+                    "tokens:create",
+                    "tokens:read",
+                    "tokens:delete",
+                    "tokens:batch",
+                    "payments:create",
+                    "payments:read",
+                    "payments:cancel",
+                    "billing:read",
+                    "accounts:manage",
+                ],
+            ),
+            (
+                Role::Payments,
+                &[
+                    "tokens:read",
+                    "payments:create",
+                    "payments:read",
+                    "payments:complete",
+                    "payments:cancel",
+                ],
+            ),
+            (
+                Role::Operator,
+                &[
+                    "session:end",
+                    "session:step_up",
+                    "tokens:read",
+                    "tokens:delete",
+                    "tokens:batch",
+                    "payments:read",
+                    "payments:refund",
+                    "billing:read",
+                    "billing:manage",
+                    "accounts:manage",
+                ],
+            ),
+            (
+                Role::Auditor,
+                &[
+                    "session:end",
+                    "session:step_up",
+                    "audit:read",
+                    "principals:read",
+                ],
+            ),
+            (
+                Role::Admin,
+                &[
+                    "session:end",
+                    "session:step_up",
+                    "tokens:read",
+                    "tokens:detokenize",
+                    "tenants:manage",
+                    "clients:manage",
+                    "charger_cas:manage",
+                    "users:manage",
+                    "keys:manage",
+                    "principals:read",
+                    "audit:read",
+                ],
+            ),
+        ];
+        let policy = Policy::shipped().unwrap();
+        assert_eq!(expected.len(), Role::ALL.len());
+        for (role, names) in expected {
+            let mut want: Vec<Permission> = names
+                .iter()
+                .map(|n| Permission::parse(n).unwrap())
+                .collect();
+            want.sort();
+            assert_eq!(policy.permissions(*role), want, "{role}");
+        }
+        for p in Permission::ALL {
+            let fresh = policy.needs_fresh_second_factor(*p);
+            let expected_fresh = matches!(
+                p,
+                Permission::TokensDetokenize
+                    | Permission::TenantsManage
+                    | Permission::ClientsManage
+                    | Permission::ChargerCasManage
+                    | Permission::UsersManage
+                    | Permission::KeysManage
+            );
+            assert_eq!(fresh, expected_fresh, "{p}");
+        }
+    }
+
     #[test]
     fn unknown_names_refuse_to_load() {
         let base = "fresh_second_factor = [\"tokens:detokenize\"]\n[roles.charger]\nprincipals=[\"charger\"]\npermissions=[\"tokens:create\"]\n";

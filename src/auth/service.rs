@@ -524,7 +524,9 @@ impl AuthService {
         principal: &Principal,
         origin: &Origin,
     ) -> Result<(), AuthError> {
-        if let Err(wait) = self.limits.check_principal(&principal.id) {
+        // Keyed by tenant too: two tenants' chargers may share a name.
+        let key = format!("{}/{}", principal.tenant, principal.id);
+        if let Err(wait) = self.limits.check_principal(&key) {
             self.record(
                 "auth.rate_limit",
                 &Actor::from(principal),

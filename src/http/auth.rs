@@ -122,9 +122,18 @@ pub fn auth_error(error: AuthError) -> AuthProblem {
             }
             AuthProblem(e, None)
         }
-        AuthError::Forbidden(code) => AuthProblem(ApiError::new(StatusCode::FORBIDDEN, code), None),
+        AuthError::Forbidden(code) => {
+            let mut e = ApiError::new(StatusCode::FORBIDDEN, code);
+            if code == "fresh_second_factor_required" {
+                e = e.with_detail(
+                    "give a TOTP code again (POST /v1/auth/step-up), then retry within 5 minutes",
+                );
+            }
+            AuthProblem(e, None)
+        }
         AuthError::Locked { retry_after_secs } => AuthProblem(
-            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "account_locked"),
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "account_locked")
+                .with_detail("too many failed sign-ins; try again after Retry-After seconds"),
             Some(retry_after_secs),
         ),
         AuthError::RateLimited { retry_after_secs } => AuthProblem(

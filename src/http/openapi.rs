@@ -19,7 +19,7 @@ use super::routes::{admin, auth, meta};
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
-        admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate,
+        admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate, admin::import_charger_crl,
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
         admin::principals
     ),
@@ -39,6 +39,50 @@ impl utoipa::Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+        components.add_security_scheme(
+            "charger_certificate",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A client certificate issued by a charger CA registered for the tenant".into(),
+                ),
+                extensions: None,
+            },
+        );
+        // Each route's permission, from the same table that builds the router.
+        for spec in super::routes::api_routes().specs() {
+            let super::routes::Access::Permission(permission) = spec.access else {
+                continue;
+            };
+            let Some(item) = openapi.paths.paths.get_mut(spec.path) else {
+                continue;
+            };
+            let operation = match spec.method.as_str() {
+                "GET" => item.get.as_mut(),
+                "POST" => item.post.as_mut(),
+                "PUT" => item.put.as_mut(),
+                "DELETE" => item.delete.as_mut(),
+                _ => None,
+            };
+            if let Some(operation) = operation {
+                operation.security = Some(vec![
+                    utoipa::openapi::security::SecurityRequirement::new(
+                        "bearer",
+                        Vec::<String>::new(),
+                    ),
+                    utoipa::openapi::security::SecurityRequirement::new(
+                        "charger_certificate",
+                        Vec::<String>::new(),
+                    ),
+                ]);
+                let extensions = utoipa::openapi::extensions::ExtensionsBuilder::new()
+                    .add("x-permission", permission.as_str())
+                    .build();
+                operation
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .merge(extensions);
+            }
+        }
     }
 }
 
@@ -60,6 +104,13 @@ mod tests {
                 spec.method,
                 spec.path
             );
+        }
+        // Every permissioned route says which permission it needs.
+        for spec in routes.specs() {
+            if let crate::http::routes::Access::Permission(p) = spec.access {
+                let method = spec.method.as_str().to_ascii_lowercase();
+                assert_eq!(doc["paths"][spec.path][&method]["x-permission"], p.as_str());
+            }
         }
         // And nothing is documented that is not served.
         let specs = routes.specs();

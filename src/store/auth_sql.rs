@@ -376,6 +376,28 @@ macro_rules! impl_auth_store {
                 Ok(())
             }
 
+            async fn disable_idle_users(
+                &self,
+                idle_since: chrono::DateTime<chrono::Utc>,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<($crate::ids::TenantId, String)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "UPDATE staff_users SET disabled_at = $1 \
+                     WHERE disabled_at IS NULL AND COALESCE(last_login_at, created_at) < $2 \
+                     RETURNING tenant_id, username",
+                )
+                .bind(at)
+                .bind(idle_since)
+                .fetch_all(&self.pool)
+                .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    out.push((row.try_get("tenant_id")?, row.try_get("username")?));
+                }
+                Ok(out)
+            }
+
             async fn reset_user_credentials(
                 &self,
                 tenant: $crate::ids::TenantId,
@@ -620,6 +642,41 @@ macro_rules! impl_auth_store {
                     .any(|c| c.id == ca)
                     .then_some(())
                     .ok_or($crate::store::StoreError::NotFound)
+            }
+
+            async fn set_charger_crl(
+                &self,
+                tenant: $crate::ids::TenantId,
+                ca: $crate::ids::ChargerCaId,
+                crl_der: &[u8],
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), $crate::store::StoreError> {
+                let affected = sqlx::query(
+                    "INSERT INTO charger_ca_crls (ca_id, crl_der, updated_at) \
+                     SELECT id, $1, $2 FROM charger_cas WHERE id = $3 AND tenant_id = $4 \
+                     ON CONFLICT (ca_id) DO UPDATE SET crl_der = excluded.crl_der, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(crl_der)
+                .bind(at)
+                .bind(ca)
+                .bind(tenant)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                one_row(affected)
+            }
+
+            async fn charger_crls(
+                &self,
+            ) -> Result<Vec<($crate::ids::ChargerCaId, Vec<u8>)>, $crate::store::StoreError> {
+                use sqlx::Row;
+                let rows = sqlx::query("SELECT ca_id, crl_der FROM charger_ca_crls")
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("ca_id")?, r.try_get("crl_der")?)))
+                    .collect()
             }
 
             async fn revoked_charger_certificates(

@@ -182,6 +182,12 @@ pub trait AuthStore: Send + Sync {
         id: UserId,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Disables every account not used since `idle_since`; returns (tenant, user name) of each.
+    async fn disable_idle_users(
+        &self,
+        idle_since: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<(TenantId, String)>, StoreError>;
     /// Sets a new password (kept in the history), a new sealed TOTP seed,
     /// clears lock and disable, and ends the user's sessions.
     async fn reset_user_credentials(
@@ -216,6 +222,16 @@ pub trait AuthStore: Send + Sync {
         serial_hex: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Stores the CRL of a CA of `tenant`, replacing an older one.
+    async fn set_charger_crl(
+        &self,
+        tenant: TenantId,
+        ca: ChargerCaId,
+        crl_der: &[u8],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Every imported CRL as (CA, DER).
+    async fn charger_crls(&self) -> Result<Vec<(ChargerCaId, Vec<u8>)>, StoreError>;
     /// Every revoked certificate serial as (CA, serial).
     async fn revoked_charger_certificates(&self) -> Result<Vec<(ChargerCaId, String)>, StoreError>;
     /// Records that a charger was seen (at most once a minute per charger).

@@ -769,6 +769,23 @@ async fn an_account_idle_for_ninety_days_is_disabled() {
     .await;
     w.audit
         .expect("auth.user.disable", Outcome::Success, Some("idle_90_days"));
+    // The periodic sweep disables the others that were never used.
+    assert_eq!(w.app.auth.disable_idle_accounts().await.unwrap(), 2);
+    assert_eq!(w.app.auth.disable_idle_accounts().await.unwrap(), 0);
+    let report: Value = w
+        .app
+        .auth
+        .principals_report(w.tenant_a)
+        .await
+        .map(|r| serde_json::to_value(r).unwrap())
+        .unwrap();
+    let staff: Vec<&Value> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "staff")
+        .collect();
+    assert!(staff.iter().all(|p| p["state"] == "disabled"), "{report}");
     // An admin reset brings it back with a new password (not a recent one).
     let admin_user = w
         .app
@@ -1113,5 +1130,91 @@ async fn no_credential_is_stored_in_clear() {
             "{what} found in the database files"
         );
     }
+    w.app.stop().await;
+}
+
+fn crl(ca: &DevCa, revoked_pem: &[&str]) -> String {
+    use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
+    use rustls_pki_types::pem::PemObject;
+    let revoked_certs = revoked_pem
+        .iter()
+        .map(|pem| {
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+            RevokedCertParams {
+                serial_number: SerialNumber::from_slice(cert.raw_serial()),
+                revocation_time: rcgen::date_time_ymd(2025, 1, 1),
+                reason_code: None,
+                invalidity_date: None,
+            }
+        })
+        .collect();
+    CertificateRevocationListParams {
+        this_update: rcgen::date_time_ymd(2025, 1, 1),
+        next_update: rcgen::date_time_ymd(2100, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca.cert, &ca.key)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_crl_signed_by_the_ca_revokes_what_it_lists() {
+    let w = world(Backend::Sqlite).await;
+    let admin = w.session(Role::Admin).await;
+    let other = issue(&w.app.pki.ca, "charger-9", None);
+    let other_client = w.app.client_with_identity(&other.cert_pem, &other.key_pem);
+    // A CRL from someone else is refused.
+    let stranger = DevCa::generate("stranger").unwrap();
+    let path = format!("/v1/charger-cas/{}/crl", w.ca_a);
+    let forged = w
+        .post(
+            &path,
+            &admin,
+            json!({"crl_pem": crl(&stranger, &[&w.app.pki.charger_pem])}),
+        )
+        .await;
+    expect(forged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_crl").await;
+    expect(
+        w.get_with(&w.app.charger_client(), "/v1/principals", None)
+            .await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
+    // The CA's own CRL listing charger-7 revokes it and leaves charger-9 alone.
+    let response = w
+        .post(
+            &path,
+            &admin,
+            json!({"crl_pem": crl(&w.app.pki.ca, &[&w.app.pki.charger_pem])}),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    w.audit
+        .expect("charger_ca.import_crl", Outcome::Success, None);
+    expect(
+        w.get_with(&w.app.charger_client(), "/v1/principals", None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "certificate_revoked",
+    )
+    .await;
+    w.audit.expect(
+        "auth.authenticate",
+        Outcome::Failure,
+        Some("certificate_revoked"),
+    );
+    expect(
+        w.get_with(&other_client, "/v1/principals", None).await,
+        StatusCode::FORBIDDEN,
+        "permission_denied",
+    )
+    .await;
     w.app.stop().await;
 }

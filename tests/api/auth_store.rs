@@ -176,6 +176,27 @@ async fn users_count_failures_lock_and_accept_each_totp_step_once(backend: Backe
     );
 }
 
+async fn idle_users_are_disabled_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = tenant(store.as_ref(), "tenant-a").await;
+    let (old, used) = (user(a, "old"), user(a, "used"));
+    store.insert_user(&old).await.unwrap();
+    store.insert_user(&used).await.unwrap();
+    store.record_login(used.id, at(100)).await.unwrap();
+    let disabled = store.disable_idle_users(at(50), at(200)).await.unwrap();
+    assert_eq!(disabled, vec![(a, "old".to_owned())]);
+    assert!(
+        store
+            .disable_idle_users(at(50), at(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.user(old.id).await.unwrap().disabled_at, Some(at(200)));
+    assert_eq!(store.user(used.id).await.unwrap().disabled_at, None);
+}
+
 fn session(user: UserId, tag: u8) -> SessionRecord {
     SessionRecord {
         token_hash: vec![tag; 32],
@@ -273,6 +294,23 @@ async fn charger_cas_revocations_and_sightings(backend: Backend) {
     let seen = store.chargers_seen(a).await.unwrap();
     assert_eq!(seen, vec![("cp-1".to_owned(), at(90))]);
     assert!(store.chargers_seen(b).await.unwrap().is_empty());
+
+    store
+        .set_charger_crl(a, ca.id, b"first", at(1))
+        .await
+        .unwrap();
+    store
+        .set_charger_crl(a, ca.id, b"second", at(2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.set_charger_crl(b, ca.id, b"theirs", at(3)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        store.charger_crls().await.unwrap(),
+        vec![(ca.id, b"second".to_vec())]
+    );
 }
 
 crate::on_both_databases!(
@@ -280,4 +318,5 @@ crate::on_both_databases!(
     users_count_failures_lock_and_accept_each_totp_step_once,
     challenges_and_sessions_round_trip,
     charger_cas_revocations_and_sightings,
+    idle_users_are_disabled_once,
 );

@@ -493,3 +493,103 @@ async fn dev_runs_with_no_setup_and_stops_on_ctrl_c() {
     let (exited_cleanly, _) = running.signal_and_collect(Signal::SIGINT).await;
     assert!(exited_cleanly);
 }
+
+#[tokio::test]
+async fn serve_never_logs_passwords_api_keys_or_session_secrets() {
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Sqlite).await;
+    let path = write_config(&pki, &db, "");
+    const PASSWORD: &str = "never-in-a-log-77";
+    assert!(admin(&path, &["tenant", "create", "acme"], "").0);
+    let (ok, out, _) = admin(
+        &path,
+        &["client", "create", "--tenant", "acme", "--name", "app"],
+        "",
+    );
+    assert!(ok);
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("API key (shown once): "))
+        .unwrap()
+        .to_owned();
+    let (ok, _, err) = admin(
+        &path,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--username",
+            "ops",
+            "--role",
+            "operator",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+
+    let path = path.to_str().unwrap().to_owned();
+    let mut running = Running::start(&["serve", "--config", &path], false);
+    let line = running.wait_for("voltvault is serving");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let api: std::net::SocketAddr = event["fields"]["api_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", api)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", api.port());
+    let wrong_key = format!("{}{}", &key[..20], "A".repeat(43));
+    let as_key = client
+        .get(format!("{base}/v1/users"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_key.status(), 403);
+    let wrong = client
+        .get(format!("{base}/v1/users"))
+        .bearer_auth(&wrong_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let login = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"username": "ops", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let challenge: serde_json::Value = login.json().await.unwrap();
+    let challenge = challenge["challenge"].as_str().unwrap().to_owned();
+    let mfa = client
+        .post(format!("{base}/v1/auth/mfa"))
+        .json(&serde_json::json!({"challenge": challenge, "code": "000000"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mfa.status(), 401);
+    let last = mfa.headers()["x-request-id"].to_str().unwrap().to_owned();
+    running.wait_for(&last);
+    let (_, lines) = running.signal_and_collect(Signal::SIGTERM).await;
+    let log = lines.join("\n");
+    for (what, secret) in [
+        ("API key", &key[20..]),
+        ("wrong API key", &wrong_key[20..]),
+        ("password", PASSWORD),
+        ("challenge", &challenge[4..]),
+    ] {
+        assert!(!log.contains(secret), "{what} in the log:\n{log}");
+    }
+    assert!(
+        log.contains("auth.authenticate") && log.contains("invalid_credentials"),
+        "audit lines are logged:\n{log}"
+    );
+}

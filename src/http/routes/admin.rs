@@ -325,6 +325,39 @@ pub async fn revoke_charger_certificate(
     ))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrlImport {
+    /// The CA's certificate revocation list, PEM (`X509 CRL`), signed by the CA.
+    pub crl_pem: String,
+}
+
+/// Imports the CA's CRL: certificates on it are refused from then on.
+#[utoipa::path(post, path = "/v1/charger-cas/{id}/crl", tag = "admin",
+    params(("id" = String, Path)), request_body = CrlImport,
+    responses((status = 204), (status = 404, body = crate::http::error::Problem),
+              (status = 422, body = crate::http::error::Problem)))]
+pub async fn import_charger_crl(
+    State(state): State<AppState>,
+    principal: Principal,
+    RequestOrigin(origin): RequestOrigin,
+    Path(id): Path<String>,
+    Json(body): Json<CrlImport>,
+) -> Result<StatusCode, AuthProblem> {
+    let ca: ChargerCaId = id.parse().map_err(|_| not_found())?;
+    state
+        .auth
+        .import_charger_crl(
+            principal.tenant,
+            ca,
+            body.crl_pem.as_bytes(),
+            &Actor::from(&principal),
+            &origin,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserCreate {

@@ -171,6 +171,12 @@ pub fn api_routes() -> ApiRoutes {
             admin::revoke_charger_certificate,
         )
         .add(
+            Method::POST,
+            "/v1/charger-cas/{id}/crl",
+            perm(P::ChargerCasManage),
+            admin::import_charger_crl,
+        )
+        .add(
             Method::GET,
             "/v1/users",
             perm(P::UsersManage),
