@@ -208,11 +208,13 @@ impl App {
             keys: self.keys.clone(),
             audit,
             tokens,
+            cvcs: crate::http::routes::tokens::new_cvc_vault(&self.env),
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
             request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
         };
+        let sweep_state = state.clone();
         let router = public_router(state, metrics.clone(), limits, extra_routes);
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
             Arc::new(StoreReadiness(self.store.clone())),
@@ -230,6 +232,11 @@ impl App {
             grace,
         ));
         let refresh = tokio::spawn(refresh_auth(self.auth.clone(), shutdown.clone()));
+        let sweep = tokio::spawn(crate::http::routes::tokens::sweep(
+            sweep_state,
+            TOKEN_SWEEP,
+            shutdown.clone(),
+        ));
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -250,7 +257,7 @@ impl App {
             api_addr,
             ops_addr,
             shutdown,
-            tasks: vec![api_task, ops_task, refresh],
+            tasks: vec![api_task, ops_task, refresh, sweep],
             store: self.store,
             audit: self.audit,
         })
@@ -361,6 +368,8 @@ async fn refresh_auth(auth: Arc<AuthService>, shutdown: CancellationToken) {
 }
 
 const AUTH_REFRESH: Duration = Duration::from_secs(30);
+/// How often expired tokens are shredded and stale CVCs dropped.
+const TOKEN_SWEEP: Duration = Duration::from_secs(60);
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError::Bind {

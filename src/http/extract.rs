@@ -50,7 +50,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// Keeps serde's description of what is wrong (a missing or unknown field)
 /// and drops any quoted input that could carry card data.
-fn field_error(text: &str) -> String {
+pub(crate) fn field_error(text: &str) -> String {
     let text = text
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .unwrap_or(text);

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub node_id: Arc<str>,
     pub keys: Arc<crate::keys::KeyManager>,
     pub tokens: Arc<crate::tokens::service::TokenService>,
+    pub cvcs: Arc<routes::tokens::TokenCvcs>,
 }
 
 /// Limits the edge enforces on every request.

@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, auth, meta};
+use super::routes::{admin, auth, meta, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::routes::{admin, auth, meta};
     ),
     paths(
         meta::healthz, meta::openapi_json, meta::whoami,
+        tokens::tokenize, tokens::batch, tokens::get_token, tokens::delete_token, tokens::detokenize,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
@@ -23,7 +24,13 @@ use super::routes::{admin, auth, meta};
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
         admin::principals
     ),
-    components(schemas(Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary)),
+    components(schemas(
+        Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
+        tokens::CardInput, tokens::TokenizeBody, tokens::TokenizeResponse, tokens::BatchBody,
+        tokens::BatchResponse, tokens::BatchItemResult, tokens::ItemError,
+        tokens::DetokenizeResponse, tokens::DetokenizedCard,
+        crate::tokens::service::TokenView, crate::tokens::service::CardSummary
+    )),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -353,7 +353,7 @@ async fn ops_listener_reports_health_readiness_and_metrics(backend: Backend) {
     let app = spawn_app(backend).await;
     app.client().get(app.url("/healthz")).send().await.unwrap();
     app.client()
-        .get(app.url("/v1/tokens/4111111111111111"))
+        .get(app.url("/v1/nothing/4111111111111111"))
         .send()
         .await
         .unwrap();

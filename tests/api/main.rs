@@ -15,3 +15,4 @@ mod connectors;
 mod edge;
 mod keys;
 mod store;
+mod tokens;

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod auth;
 pub mod meta;
+pub mod tokens;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -100,6 +101,37 @@ pub fn api_routes() -> ApiRoutes {
             meta::openapi_json,
         )
         .add(Method::GET, "/v1/whoami", Access::Public, meta::whoami)
+        // cards and tokens
+        .add(
+            Method::POST,
+            "/v1/tokens",
+            perm(P::TokensCreate),
+            tokens::tokenize,
+        )
+        .add(
+            Method::POST,
+            "/v1/tokens/batch",
+            perm(P::TokensBatch),
+            tokens::batch,
+        )
+        .add(
+            Method::GET,
+            "/v1/tokens/{token}",
+            perm(P::TokensRead),
+            tokens::get_token,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/tokens/{token}",
+            perm(P::TokensDelete),
+            tokens::delete_token,
+        )
+        .add(
+            Method::POST,
+            "/v1/tokens/{token}/detokenize",
+            perm(P::TokensDetokenize),
+            tokens::detokenize,
+        )
         // staff sign-in
         .add(Method::POST, "/v1/auth/login", Access::Public, auth::login)
         .add(Method::POST, "/v1/auth/mfa", Access::Public, auth::mfa)

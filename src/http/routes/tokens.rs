@@ -1,0 +1,412 @@
+//! `/v1/tokens`: tokenize, read, detokenize, delete, batch.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::Principal;
+use crate::card::{Card, Cvc, CvcVault};
+use crate::http::AppState;
+use crate::http::auth::RequestOrigin;
+use crate::http::error::ApiError;
+use crate::http::idempotency;
+use crate::ids::TenantId;
+use crate::keys::KeyError;
+use crate::secret::SecretString;
+use crate::store::StoreError;
+use crate::tokens::TokenFormat;
+use crate::tokens::service::{Caller, TokenServiceError, TokenView, TokenizeRequest};
+
+/// The most cards one batch may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// CVCs held between tokenization and the first authorization, by tenant and token.
+pub type TokenCvcs = CvcVault<(TenantId, String)>;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CardInput {
+    /// The card number; spaces and dashes are ignored.
+    #[schema(value_type = String, example = "4242 4242 4242 4242")]
+    pub number: SecretString,
+    pub exp_month: u32,
+    pub exp_year: u32,
+    /// Held in memory for the first authorization only (at most 10 minutes); never stored.
+    #[schema(value_type = Option<String>)]
+    pub cvc: Option<SecretString>,
+    pub holder_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizeBody {
+    pub card: CardInput,
+    /// `random` (default) or `ff1`.
+    #[schema(value_type = Option<String>)]
+    pub format: Option<TokenFormat>,
+    pub expires_at: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenizeResponse {
+    #[serde(flatten)]
+    pub token: TokenView,
+    /// Until when a CVC sent with the card is held for the first authorization.
+    pub cvc_held_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    pub items: Vec<TokenizeBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItemResult {
+    pub index: usize,
+    pub token: Option<TokenView>,
+    pub error: Option<ItemError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemError {
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItemResult>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DetokenizedCard {
+    pub number: String,
+    pub exp_month: u8,
+    pub exp_year: u16,
+    pub holder_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DetokenizeResponse {
+    pub card: DetokenizedCard,
+}
+
+fn caller(principal: &Principal, origin: &RequestOrigin) -> Caller {
+    Caller {
+        tenant: principal.tenant,
+        actor_kind: principal.kind.actor_kind(),
+        actor_id: principal.id.clone(),
+        origin: origin.0.address.map(|a| a.to_string()),
+        request_id: origin.0.request_id.clone(),
+    }
+}
+
+/// Parses a JSON body with the same problem codes as the `Json` extractor.
+fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                .with_detail("send Content-Type: application/json"),
+        );
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            ApiError::bad_request("malformed_json", "the body is not valid JSON")
+        } else {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+                .with_detail(crate::http::extract::field_error(&e.to_string()))
+        }
+    })
+}
+
+pub fn service_error(error: TokenServiceError) -> ApiError {
+    use TokenServiceError as E;
+    match error {
+        E::Card(e) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code()).with_detail(e.to_string())
+        }
+        E::Token(e) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code()).with_detail(e.to_string())
+        }
+        E::NotFound => ApiError::new(StatusCode::NOT_FOUND, "token_not_found"),
+        E::Deleted => ApiError::new(StatusCode::GONE, "token_deleted"),
+        E::FormatUnavailable(_) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format_unavailable")
+                .with_detail(error_text(&error))
+        }
+        E::Metadata(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata")
+            .with_detail(error_text(&error)),
+        E::Keys(KeyError::Unavailable) => ApiError::unavailable("key_provider_unavailable"),
+        E::Keys(e) => {
+            tracing::error!(code = e.code(), "key layer failed");
+            ApiError::internal()
+        }
+        E::Store(StoreError::Unavailable) => ApiError::unavailable("database_unavailable"),
+        E::Store(_) | E::Exhausted => ApiError::internal(),
+        E::Audit(_) => ApiError::unavailable("audit_unavailable"),
+    }
+}
+
+fn error_text(e: &TokenServiceError) -> String {
+    e.to_string()
+}
+
+/// Parses and checks a card, keeping the CVC apart.
+fn card_request(
+    state: &AppState,
+    body: TokenizeBody,
+) -> Result<(TokenizeRequest, Option<Cvc>), TokenServiceError> {
+    let card = Card::parse(
+        body.card.number.expose_secret(),
+        body.card.exp_month,
+        body.card.exp_year,
+        state.env.clock.as_ref(),
+    )?;
+    let cvc = match &body.card.cvc {
+        Some(c) => Some(Cvc::parse(c.expose_secret(), card.pan.brand())?),
+        None => None,
+    };
+    Ok((
+        TokenizeRequest {
+            card,
+            holder_name: body.card.holder_name,
+            format: body.format.unwrap_or_default(),
+            expires_at: body.expires_at,
+            metadata: body.metadata,
+        },
+        cvc,
+    ))
+}
+
+async fn tokenize_one(
+    state: &AppState,
+    caller: &Caller,
+    body: TokenizeBody,
+) -> Result<TokenizeResponse, TokenServiceError> {
+    let (request, cvc) = card_request(state, body)?;
+    let (view, _) = state.tokens.tokenize(caller, request).await?;
+    let cvc_held_until = match cvc {
+        Some(cvc) => {
+            state
+                .cvcs
+                .put((caller.tenant, view.token.clone()), cvc)
+                .map_err(|_| TokenServiceError::Keys(KeyError::IntegrityFailure))?;
+            Some(state.env.clock.now() + crate::card::CVC_TTL)
+        }
+        None => None,
+    };
+    Ok(TokenizeResponse {
+        token: view,
+        cvc_held_until,
+    })
+}
+
+/// Tokenize a card.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenizeBody,
+    params(("Idempotency-Key" = String, Header, description = "required on every mutating request")),
+    responses((status = 201, body = TokenizeResponse), (status = 422, body = crate::http::error::Problem)))]
+pub async fn tokenize(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let caller = caller(&principal, &origin);
+    idempotency::once(
+        &state,
+        &principal,
+        &headers,
+        &Method::POST,
+        uri.path(),
+        &body,
+        || async {
+            let parsed: TokenizeBody = match parse_json(&headers, &body) {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            match tokenize_one(&state, &caller, parsed).await {
+                Ok(response) => (StatusCode::CREATED, axum::Json(response)).into_response(),
+                Err(e) => service_error(e).into_response(),
+            }
+        },
+    )
+    .await
+}
+
+/// Tokenize up to 1,000 cards; one result per item, in order.
+#[utoipa::path(post, path = "/v1/tokens/batch", tag = "tokens", request_body = BatchBody,
+    params(("Idempotency-Key" = String, Header, description = "required on every mutating request")),
+    responses((status = 200, body = BatchResponse), (status = 422, body = crate::http::error::Problem)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    headers: HeaderMap,
+    OriginalUri(uri): OriginalUri,
+    body: Bytes,
+) -> Response {
+    let caller = caller(&principal, &origin);
+    idempotency::once(
+        &state,
+        &principal,
+        &headers,
+        &Method::POST,
+        uri.path(),
+        &body,
+        || async {
+            let parsed: BatchBody = match parse_json(&headers, &body) {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
+            };
+            if parsed.items.is_empty() || parsed.items.len() > MAX_BATCH {
+                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_size")
+                    .with_detail(format!("items: 1 to {MAX_BATCH} cards"))
+                    .into_response();
+            }
+            let mut results = Vec::with_capacity(parsed.items.len());
+            for (index, item) in parsed.items.into_iter().enumerate() {
+                let result = tokenize_one(&state, &caller, item).await;
+                results.push(match result {
+                    Ok(r) => BatchItemResult {
+                        index,
+                        token: Some(r.token),
+                        error: None,
+                    },
+                    Err(e) => {
+                        // The whole batch fails closed when a dependency is down.
+                        let problem = service_error(e);
+                        if problem.status.is_server_error() {
+                            return problem.into_response();
+                        }
+                        BatchItemResult {
+                            index,
+                            token: None,
+                            error: Some(ItemError {
+                                code: problem.code.to_owned(),
+                                detail: problem.detail.unwrap_or_default(),
+                            }),
+                        }
+                    }
+                });
+            }
+            axum::Json(BatchResponse { results }).into_response()
+        },
+    )
+    .await
+}
+
+/// A token's metadata: brand, last four, expiry, fingerprint. Never the card number.
+#[utoipa::path(get, path = "/v1/tokens/{token}", tag = "tokens",
+    params(("token" = String, Path)),
+    responses((status = 200, body = TokenView), (status = 404, body = crate::http::error::Problem)))]
+pub async fn get_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    Path(token): Path<String>,
+) -> Response {
+    match state.tokens.get(&caller(&principal, &origin), &token).await {
+        Ok(view) => axum::Json(view).into_response(),
+        Err(e) => service_error(e).into_response(),
+    }
+}
+
+/// The card in clear. Admin staff with a fresh second factor only; audited.
+#[utoipa::path(post, path = "/v1/tokens/{token}/detokenize", tag = "tokens",
+    params(("token" = String, Path)),
+    responses((status = 200, body = DetokenizeResponse), (status = 403, body = crate::http::error::Problem)))]
+pub async fn detokenize(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    Path(token): Path<String>,
+) -> Response {
+    match state
+        .tokens
+        .detokenize(&caller(&principal, &origin), &token)
+        .await
+    {
+        Ok(card) => {
+            let body = DetokenizeResponse {
+                card: DetokenizedCard {
+                    number: card.number.expose_secret().to_owned(),
+                    exp_month: card.expiry.month(),
+                    exp_year: card.expiry.year(),
+                    holder_name: card.holder_name.map(|h| h.expose_secret().to_owned()),
+                },
+            };
+            let mut response = axum::Json(body).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => service_error(e).into_response(),
+    }
+}
+
+/// Crypto-shreds a token: the encrypted card is erased, a tombstone stays.
+#[utoipa::path(delete, path = "/v1/tokens/{token}", tag = "tokens",
+    params(("token" = String, Path)),
+    responses((status = 204), (status = 404, body = crate::http::error::Problem)))]
+pub async fn delete_token(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    Path(token): Path<String>,
+) -> Response {
+    let caller = caller(&principal, &origin);
+    match state.tokens.delete(&caller, &token).await {
+        Ok(()) => {
+            // A CVC held for this token goes with it.
+            let _ = state.cvcs.take(&(caller.tenant, token));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(e) => service_error(e).into_response(),
+    }
+}
+
+/// Shreds expired tokens and drops stale CVCs, every `every`, until shutdown.
+pub async fn sweep(
+    state: AppState,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        state.cvcs.sweep();
+        match state.tokens.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(shredded = n, "expired tokens shredded"),
+            Err(e) => tracing::warn!(error = %e, "expired tokens could not be shredded now"),
+        }
+    }
+}
+
+pub fn new_cvc_vault(state_env: &crate::clock::Environment) -> Arc<TokenCvcs> {
+    Arc::new(CvcVault::new(
+        state_env.clock.clone(),
+        state_env.random.clone(),
+    ))
+}

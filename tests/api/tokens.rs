@@ -1,0 +1,470 @@
+//! The token API end to end: tokenize, read, detokenize, delete, batch, on
+//! both databases, with real authentication, the SoftHSM key layer and the
+//! durable audit trail.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voltvault::audit::{AuditQuery, Outcome};
+use voltvault::auth::policy::Role;
+use voltvault::auth::{Actor, Origin};
+use voltvault::ids::TenantId;
+use voltvault::secret::SecretString;
+use voltvault::store::tokens::TokenPolicy;
+
+use crate::helpers::{Backend, TestApp, contains_bytes, spawn_app};
+
+const PASSWORD: &str = "charge-it-2026";
+
+/// Valid test cards of several brands and lengths (Luhn-valid, unexpired below).
+const CARDS: &[&str] = &[
+    "4111111111111111",
+    "4000056655665556",
+    "5555555555554444",
+    "2223003122003222",
+    "378282246310005",
+    "6011111111111117",
+    "3566002020360505",
+    "6200000000000005",
+    "36227206271667",
+    "4222222222222",
+];
+
+struct Tenantry {
+    app: TestApp,
+    tenant: TenantId,
+    app_key: String,
+    other_key: String,
+}
+
+async fn setup(backend: Backend) -> Tenantry {
+    let app = spawn_app(backend).await;
+    let (cli, origin) = (Actor::cli(), Origin::cli());
+    let tenant = app
+        .auth
+        .create_tenant("tenant-a", &cli, &origin)
+        .await
+        .unwrap()
+        .id;
+    let other = app
+        .auth
+        .create_tenant("tenant-b", &cli, &origin)
+        .await
+        .unwrap()
+        .id;
+    let key = |t| {
+        let auth = app.auth.clone();
+        async move {
+            let (_, secret) = auth
+                .create_api_key(t, "app", Role::App, None, &Actor::cli(), &Origin::cli())
+                .await
+                .unwrap();
+            secret.expose_secret().to_owned()
+        }
+    };
+    let app_key = key(tenant).await;
+    let other_key = key(other).await;
+    Tenantry {
+        app,
+        tenant,
+        app_key,
+        other_key,
+    }
+}
+
+impl Tenantry {
+    async fn tokenize(&self, key: &str, idem: &str, body: Value) -> reqwest::Response {
+        self.app
+            .client()
+            .post(self.app.url("/v1/tokens"))
+            .bearer_auth(key)
+            .header("idempotency-key", idem)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, key: &str, token: &str) -> reqwest::Response {
+        self.app
+            .client()
+            .get(self.app.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// An admin session with a fresh second factor.
+    async fn admin_session(&self) -> String {
+        let (_, totp) = self
+            .app
+            .auth
+            .create_user(
+                self.tenant,
+                "admin-a",
+                Role::Admin,
+                &SecretString::new(PASSWORD.into()),
+                &Actor::cli(),
+                &Origin::cli(),
+            )
+            .await
+            .unwrap();
+        let totp = totp_rs::TOTP::from_url(totp.uri.as_str()).unwrap();
+        let c = self.app.client();
+        let body: Value = c
+            .post(self.app.url("/v1/auth/login"))
+            .json(&json!({"username": "admin-a", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = totp.generate_current().unwrap();
+        let body: Value = c
+            .post(self.app.url("/v1/auth/mfa"))
+            .json(&json!({"challenge": body["challenge"], "code": code}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["session_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn detokenize(&self, session: &str, token: &str) -> reqwest::Response {
+        self.app
+            .client()
+            .post(self.app.url(&format!("/v1/tokens/{token}/detokenize")))
+            .bearer_auth(session)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn card(number: &str) -> Value {
+    json!({"card": {"number": number, "exp_month": 12, "exp_year": 2034}})
+}
+
+fn luhn(digits: &str) -> bool {
+    voltvault::card::luhn::passes(digits.as_bytes())
+}
+
+async fn tokenize_read_detokenize_round_trip_for_every_brand(backend: Backend) {
+    let t = setup(backend).await;
+    let session = t.admin_session().await;
+    for (i, pan) in CARDS.iter().enumerate() {
+        let response = t.tokenize(&t.app_key, &format!("k{i}"), card(pan)).await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{pan}");
+        let body: Value = response.json().await.unwrap();
+        let token = body["token"].as_str().unwrap();
+        assert_eq!(token.len(), pan.len());
+        assert!(!luhn(token), "token {token} passes Luhn");
+        assert_ne!(token, *pan);
+        assert_eq!(&token[token.len() - 4..], &pan[pan.len() - 4..]);
+        assert_eq!(body["card"]["last4"], &pan[pan.len() - 4..]);
+        assert!(!body.to_string().contains(pan));
+
+        let read: Value = t.get(&t.app_key, token).await.json().await.unwrap();
+        assert_eq!(read["card"]["exp_year"], 2034);
+        assert_eq!(read["fingerprint"], body["fingerprint"]);
+
+        let response = t.detokenize(&session, token).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let card: Value = response.json().await.unwrap();
+        assert_eq!(card["card"]["number"], *pan);
+    }
+    // Every detokenize was audited durably, naming the token and never the PAN.
+    let mut query = AuditQuery::new();
+    query.event_type = Some("token.detokenize".into());
+    let records = t.app.store.search_audit(&query).await.unwrap();
+    assert_eq!(records.len(), CARDS.len());
+    assert!(records.iter().all(|r| r.outcome == Outcome::Success));
+}
+
+async fn replays_are_answered_from_the_first_response(backend: Backend) {
+    let t = setup(backend).await;
+    let first = t.tokenize(&t.app_key, "same", card(CARDS[0])).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = t.tokenize(&t.app_key, "same", card(CARDS[0])).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first["token"], again["token"]);
+    let other = t.tokenize(&t.app_key, "same", card(CARDS[2])).await;
+    assert_eq!(other.status(), 422);
+    let problem: Value = other.json().await.unwrap();
+    assert_eq!(problem["code"], "idempotency_key_reused");
+    let missing = t
+        .app
+        .client()
+        .post(t.app.url("/v1/tokens"))
+        .bearer_auth(&t.app_key)
+        .json(&card(CARDS[0]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    let problem: Value = missing.json().await.unwrap();
+    assert_eq!(problem["code"], "idempotency_key_required");
+}
+
+async fn bad_cards_get_stable_codes_and_store_nothing(backend: Backend) {
+    let t = setup(backend).await;
+    let cases = [
+        (
+            json!({"card": {"number": "4111-abcd-1111-1111", "exp_month": 12, "exp_year": 2034}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111112", "exp_month": 12, "exp_year": 2034}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "41111111", "exp_month": 12, "exp_year": 2034}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111111", "exp_month": 1, "exp_year": 2020}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111111", "exp_month": 12, "exp_year": 2034, "cvc": "12"}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111111", "exp_month": 12, "exp_year": 2034}, "metadata": {"note": "4111 1111 1111 1111"}}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111111", "exp_month": 12, "exp_year": 2034}, "format": "ff1"}),
+            422,
+        ),
+        (
+            json!({"card": {"number": "4111111111111111", "exp_month": 12}}),
+            422,
+        ),
+    ];
+    let mut codes = Vec::new();
+    for (i, (body, status)) in cases.into_iter().enumerate() {
+        let response = t.tokenize(&t.app_key, &format!("bad{i}"), body).await;
+        assert_eq!(response.status(), status);
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            !problem.to_string().contains("4111111111111111"),
+            "{problem}"
+        );
+        assert!(!problem.to_string().contains("1111 1111"), "{problem}");
+        codes.push(problem["code"].as_str().unwrap().to_owned());
+    }
+    // Duplicate keys in JSON are refused, not resolved silently.
+    let duplicate = t
+        .app
+        .client()
+        .post(t.app.url("/v1/tokens"))
+        .bearer_auth(&t.app_key)
+        .header("idempotency-key", "dup")
+        .header("content-type", "application/json")
+        .body(r#"{"card": {"number": "4111111111111111", "number": "5555555555554444", "exp_month": 12, "exp_year": 2034}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(duplicate.status(), 422);
+    assert!(codes.iter().all(|c| !c.is_empty()));
+    assert!(
+        codes.contains(&"luhn_failed".to_owned()) || codes.iter().any(|c| c.contains("luhn")),
+        "{codes:?}"
+    );
+    // Nothing was stored: a lookup by any of those cards' fingerprints finds nothing,
+    // and the unknown-token path answers 404.
+    let unknown = t.get(&t.app_key, "4000001234567891").await;
+    assert_eq!(unknown.status(), 404);
+    let mut query = AuditQuery::new();
+    query.event_type = Some("token.tokenize".into());
+    assert!(t.app.store.search_audit(&query).await.unwrap().is_empty());
+}
+
+async fn tokens_stay_in_their_tenant(backend: Backend) {
+    let t = setup(backend).await;
+    let body: Value = t
+        .tokenize(&t.app_key, "a", card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(t.get(&t.app_key, token).await.status(), 200);
+    assert_eq!(t.get(&t.other_key, token).await.status(), 404);
+    // The same card in the other tenant has another fingerprint.
+    let other: Value = t
+        .tokenize(&t.other_key, "b", card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(other["fingerprint"], body["fingerprint"]);
+}
+
+async fn only_admins_with_a_fresh_factor_detokenize_and_delete_shreds(backend: Backend) {
+    let t = setup(backend).await;
+    let body: Value = t
+        .tokenize(&t.app_key, "a", card(CARDS[2]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = body["token"].as_str().unwrap().to_owned();
+    assert_eq!(t.detokenize(&t.app_key, &token).await.status(), 403);
+    let deleted = t
+        .app
+        .client()
+        .delete(t.app.url(&format!("/v1/tokens/{token}")))
+        .bearer_auth(&t.app_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(t.get(&t.app_key, &token).await.status(), 410);
+    let session = t.admin_session().await;
+    assert_eq!(t.detokenize(&session, &token).await.status(), 410);
+    let stored = t.app.store.token(t.tenant, &token).await.unwrap();
+    assert!(stored.sealed.is_none() && stored.deleted_at.is_some());
+}
+
+async fn deterministic_tenants_get_the_same_token_for_the_same_card(backend: Backend) {
+    let t = setup(backend).await;
+    t.app
+        .store
+        .set_token_policy(
+            t.tenant,
+            TokenPolicy {
+                keep_bin: true,
+                deterministic: true,
+            },
+        )
+        .await
+        .unwrap();
+    let a: Value = t
+        .tokenize(&t.app_key, "1", card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = t
+        .tokenize(&t.app_key, "2", card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let c: Value = t
+        .tokenize(&t.app_key, "3", card(CARDS[1]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["token"], b["token"]);
+    assert_ne!(a["token"], c["token"]);
+    let token = a["token"].as_str().unwrap();
+    assert_eq!(&token[..6], &CARDS[0][..6], "the BIN is kept by policy");
+    assert_eq!(a["card"]["bin"], &CARDS[0][..6]);
+}
+
+async fn batches_answer_per_item_and_refuse_oversize(backend: Backend) {
+    let t = setup(backend).await;
+    let items = json!({"items": [card(CARDS[0]), card("4111111111111112"), card(CARDS[2])]});
+    let response = t
+        .app
+        .client()
+        .post(t.app.url("/v1/tokens/batch"))
+        .bearer_auth(&t.app_key)
+        .header("idempotency-key", "batch-1")
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert!(results[0]["token"].is_object() && results[2]["token"].is_object());
+    assert!(results[1]["token"].is_null());
+    assert!(!results[1]["error"]["code"].as_str().unwrap().is_empty());
+    let too_many = json!({"items": vec![card(CARDS[0]); 1001]});
+    let response = t
+        .app
+        .client()
+        .post(t.app.url("/v1/tokens/batch"))
+        .bearer_auth(&t.app_key)
+        .header("idempotency-key", "batch-2")
+        .json(&too_many)
+        .send()
+        .await
+        .unwrap();
+    // The body limit or the batch limit refuses it; either way nothing is stored.
+    assert!(
+        response.status() == 422 || response.status() == 413,
+        "{}",
+        response.status()
+    );
+}
+
+/// Known PANs and CVCs through the whole HTTP path, then the database is
+/// scanned for their digits: the SQLite file, or a dump of PostgreSQL.
+async fn no_card_digits_reach_the_database(backend: Backend) {
+    let t = setup(backend).await;
+    let secrets = [("5555555555554444", "737"), ("4000056655665556", "912")];
+    for (i, (pan, cvc)) in secrets.iter().enumerate() {
+        let body = json!({"card": {"number": pan, "exp_month": 11, "exp_year": 2033, "cvc": cvc, "holder_name": "Ada Lovelace"}});
+        let response = t.tokenize(&t.app_key, &format!("leak{i}"), body).await;
+        assert_eq!(response.status(), 201);
+    }
+    let session = t.admin_session().await;
+    let stored: Value = t.tokenize(&t.app_key, "leak0", json!({"card": {"number": secrets[0].0, "exp_month": 11, "exp_year": 2033, "cvc": secrets[0].1, "holder_name": "Ada Lovelace"}})).await.json().await.unwrap();
+    assert_eq!(
+        t.detokenize(&session, stored["token"].as_str().unwrap())
+            .await
+            .status(),
+        200
+    );
+    let bytes = match backend {
+        Backend::Sqlite => {
+            t.app.store.close().await;
+            let path = t.app.db.sqlite_path().unwrap();
+            crate::helpers::read_all_files_under(path.parent().unwrap())
+        }
+        Backend::Postgres => {
+            let out = std::process::Command::new("pg_dump")
+                .args(["--data-only", "--no-owner", &t.app.db.url])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            out.stdout
+        }
+    };
+    assert!(bytes.len() > 1000);
+    for (pan, _) in secrets {
+        assert!(
+            !contains_bytes(&bytes, pan.as_bytes()),
+            "PAN {pan} found in the database"
+        );
+    }
+    assert!(
+        !contains_bytes(&bytes, b"Ada Lovelace"),
+        "holder name in clear"
+    );
+}
+
+crate::on_both_databases!(
+    tokenize_read_detokenize_round_trip_for_every_brand,
+    replays_are_answered_from_the_first_response,
+    bad_cards_get_stable_codes_and_store_nothing,
+    tokens_stay_in_their_tenant,
+    only_admins_with_a_fresh_factor_detokenize_and_delete_shreds,
+    deterministic_tenants_get_the_same_token_for_the_same_card,
+    batches_answer_per_item_and_refuse_oversize,
+    no_card_digits_reach_the_database,
+);
