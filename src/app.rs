@@ -11,6 +11,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::{
+    AuditLog, AuditWriter, CheckpointSealer, SoftwareSealer, WriterConfig, WriterTask,
+};
 use crate::clock::Environment;
 use crate::config::{Config, ConfigError};
 use crate::http::metrics::Metrics;
@@ -30,6 +33,8 @@ pub enum StartError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("audit: {0}")]
+    Audit(String),
     #[error("{key}: cannot listen on {addr}: {reason}")]
     Bind {
         key: &'static str,
@@ -44,6 +49,8 @@ pub struct App {
     store: Arc<dyn Store>,
     env: Environment,
     tls: Arc<rustls::ServerConfig>,
+    audit_writer: WriterTask,
+    audit: AuditLog,
 }
 
 impl App {
@@ -57,12 +64,20 @@ impl App {
                 tracing::info!(applied, "database migrations applied");
             }
         }
+        let (audit_writer, audit) =
+            start_audit(&config, store.clone(), &env, &config.node_id()).await?;
         Ok(Self {
             config,
             store,
             env,
             tls,
+            audit_writer,
+            audit,
         })
+    }
+
+    pub fn audit(&self) -> AuditLog {
+        self.audit.clone()
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -83,6 +98,7 @@ impl App {
             store: self.store.clone(),
             env: self.env.clone(),
             node_id: node_id.clone(),
+            audit: self.audit.clone(),
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
@@ -124,6 +140,7 @@ impl App {
             shutdown,
             tasks: vec![api_task, ops_task],
             store: self.store,
+            audit_writer: self.audit_writer,
         })
     }
 }
@@ -135,6 +152,7 @@ pub struct RunningApp {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     store: Arc<dyn Store>,
+    audit_writer: WriterTask,
 }
 
 impl RunningApp {
@@ -153,9 +171,81 @@ impl RunningApp {
         for task in self.tasks {
             let _ = task.await;
         }
+        // Requests are done: record the stop of logging and seal the chain.
+        self.audit_writer.stop().await;
         self.store.close().await;
         tracing::info!("voltvault stopped");
     }
+}
+
+/// The checkpoint sealer. Until the HSM's audit key is wired in, a
+/// software HMAC key from `audit.seal_key_file` (or, without one, a key
+/// made now that dies with the process).
+pub fn audit_sealer(
+    config: &Config,
+    env: &Environment,
+) -> Result<Arc<dyn CheckpointSealer>, StartError> {
+    let key = match &config.audit.seal_key_file {
+        Some(path) => {
+            let text = crate::secret::SecretString::from_file(path)
+                .map_err(|e| StartError::Audit(format!("seal_key_file: {e}")))?;
+            let key = zeroize::Zeroizing::new(
+                hex::decode(text.expose_secret().trim())
+                    .map_err(|_| StartError::Audit("seal_key_file: not hex".into()))?,
+            );
+            if key.len() < 32 {
+                return Err(StartError::Audit(
+                    "seal_key_file: needs at least 32 bytes (64 hex digits)".into(),
+                ));
+            }
+            key
+        }
+        None => {
+            tracing::warn!(
+                "audit.seal_key_file is not set: checkpoints are sealed with a key that \
+                 ends with this process and will not verify after a restart"
+            );
+            let mut key = zeroize::Zeroizing::new(vec![0u8; 32]);
+            env.random.fill(&mut key);
+            key
+        }
+    };
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key);
+    let key_id = format!("software-{}", hex::encode(&digest.as_ref()[..6]));
+    Ok(Arc::new(SoftwareSealer::new(key_id, &key)))
+}
+
+/// Starts this node's audit writer (recording the start of logging) and
+/// the read side auditors use.
+pub async fn start_audit(
+    config: &Config,
+    store: Arc<dyn Store>,
+    env: &Environment,
+    node_id: &str,
+) -> Result<(WriterTask, AuditLog), StartError> {
+    let sealer = audit_sealer(config, env)?;
+    let writer_config = WriterConfig {
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        ..WriterConfig::default()
+    };
+    let audit_store: Arc<dyn crate::store::AuditStore> = store.clone();
+    let writer = AuditWriter::start(
+        audit_store.clone(),
+        sealer.clone(),
+        env.clock.clone(),
+        node_id,
+        writer_config,
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    let log = AuditLog::new(
+        audit_store,
+        sealer,
+        Arc::new(writer.handle()),
+        env.clock.clone(),
+    );
+    Ok((writer, log))
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

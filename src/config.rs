@@ -39,6 +39,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub logging: LoggingConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -137,6 +139,40 @@ impl Default for LoggingConfig {
             level: default_log_level(),
         }
     }
+}
+
+/// The audit trail's writer and checkpoint sealing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Hex key (at least 32 bytes) for the software checkpoint sealer, owner-only
+    /// file. Stand-in until the HSM's audit key seals checkpoints; without it a
+    /// key is made at start and checkpoints of earlier runs no longer verify.
+    #[serde(default)]
+    pub seal_key_file: Option<PathBuf>,
+    /// Seal a checkpoint after this many records...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or this many seconds after the last one.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            seal_key_file: None,
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_interval(),
+        }
+    }
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_interval() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -251,6 +287,18 @@ impl Config {
                 "server.request_timeout_secs",
                 "must be between 1 and 300",
             ));
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            return Err(invalid(
+                "audit",
+                "checkpoint_every and checkpoint_interval_secs must be at least 1",
+            ));
+        }
+        if let Some(path) = &self.audit.seal_key_file {
+            check_secret_file_permissions(path).map_err(|source| ConfigError::SecretFile {
+                key: "audit.seal_key_file",
+                source,
+            })?;
         }
         require_file("tls.cert_file", &self.tls.cert_file)?;
         require_file("tls.key_file", &self.tls.key_file)?;

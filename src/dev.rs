@@ -37,6 +37,14 @@ pub fn prepare(data_dir: &Path, port: u16, ops_port: u16) -> Result<Config, DevE
     if pki.ensure()? {
         tracing::info!(dir = %data_dir.display(), "development certificates written");
     }
+    let seal_key = data_dir.join("audit-seal.key");
+    if !seal_key.exists() {
+        use crate::clock::Random;
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        crate::clock::OsRandom.fill(key.as_mut());
+        let hex = zeroize::Zeroizing::new(hex::encode(key.as_ref()));
+        crate::devpki::write_file(&seal_key, &hex, 0o600)?;
+    }
     let config = Config {
         version: crate::config::CONFIG_VERSION,
         mode: Mode::Development,
@@ -65,6 +73,10 @@ pub fn prepare(data_dir: &Path, port: u16, ops_port: u16) -> Result<Config, DevE
         logging: LoggingConfig {
             format: LogFormat::Human,
             level: "info".into(),
+        },
+        audit: crate::config::AuditConfig {
+            seal_key_file: Some(seal_key),
+            ..Default::default()
         },
     };
     Ok(Config::from_defaults(&config)?)

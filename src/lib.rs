@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_cmd;
 pub mod card;
 pub mod cli;
 pub mod clock;

@@ -35,6 +35,9 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub env: Environment,
     pub node_id: Arc<str>,
+    /// The audit trail: its sink for every part that records, and the
+    /// read side for auditors.
+    pub audit: crate::audit::AuditLog,
 }
 
 /// Limits the edge enforces on every request.

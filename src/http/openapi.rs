@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::meta;
+use super::routes::{audit, meta};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,8 +14,28 @@ use super::routes::meta;
             Every failure is application/problem+json with a stable `code`.",
         license(name = "Apache-2.0")
     ),
-    paths(meta::healthz, meta::openapi_json, meta::whoami),
-    components(schemas(Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary))
+    paths(
+        meta::healthz,
+        meta::openapi_json,
+        meta::whoami,
+        audit::search,
+        audit::verify,
+        audit::export
+    ),
+    components(schemas(
+        Problem,
+        meta::Health,
+        meta::WhoAmI,
+        meta::CertificateSummary,
+        crate::audit::SearchPage,
+        crate::audit::ExportedRecord,
+        crate::audit::VerifyReport,
+        crate::audit::NodeReport,
+        crate::audit::Problem,
+        crate::audit::ProblemKind,
+        crate::audit::ActorKind,
+        crate::audit::Outcome
+    ))
 )]
 pub struct ApiDoc;
 

@@ -482,6 +482,92 @@ async fn exports_hold_every_record_and_no_card_number(backend: Backend) {
     assert!(verify(&store).await.ok);
 }
 
+/// `voltvault audit verify` exits 0 on an intact trail and 1 naming the
+/// first bad record once it is tampered with; `export` writes an owner-only file.
+#[tokio::test]
+async fn the_audit_command_verifies_and_exports() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.store().await.close().await;
+    let pki = crate::helpers::TestPki::new();
+    let key = pki.path("audit-seal.key");
+    std::fs::write(&key, hex::encode([7u8; 32])).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let config = pki.path("voltvault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\nnode_id = \"cli-test\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [tls]\nclient_auth = \"none\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n[database]\nurl = \"{}\"\n\
+             [audit]\nseal_key_file = \"{}\"\n",
+            pki.path("server.pem").display(),
+            pki.path("server.key").display(),
+            db.url,
+            key.display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_voltvault"))
+            .arg("audit")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&["verify"]);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, _) = run(&["verify"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("node cli-test.cli: ok, 5 records checked from 1, sealed through 3"),
+        "{stdout}"
+    );
+
+    let file = pki.path("export.csv");
+    let (ok, _, stderr) = run(&[
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(exported.contains("audit.verify") && exported.contains("audit.export"));
+
+    let (ok, stdout, _) = run(&["search", "--type", "audit.verify", "--limit", "1"]);
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        page["events"][0]["actor_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("os")
+    );
+    assert!(page["next_cursor"].is_string());
+
+    tamper(
+        &db,
+        &["UPDATE audit_events SET outcome = 'failure' WHERE node_id = 'cli-test.cli' AND seq = 2"],
+    )
+    .await;
+    let (ok, stdout, stderr) = run(&["verify"]);
+    assert!(!ok);
+    assert!(stdout.contains("BROKEN at record 2: Modified"), "{stdout}");
+    assert!(stderr.contains("failed verification"), "{stderr}");
+}
+
 /// deploy/postgres-roles.sql: the service role may append and read the
 /// audit tables and nothing more, even where a trigger would be off.
 #[tokio::test]
@@ -539,7 +625,102 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
     drop(store);
 }
 
+async fn auditors_search_export_and_verify_over_http(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let sink = app.audit.sink();
+    for i in 1..=5 {
+        sink.record(event(i)).await.unwrap();
+    }
+    let client = app.client();
+    let get = |path: String| {
+        let client = client.clone();
+        async move { client.get(path).send().await.unwrap() }
+    };
+
+    let page: serde_json::Value = get(app.url("/v1/audit/events?type=token.detokenize&limit=2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resources: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(resources, ["tok_1", "tok_3"]);
+    assert_eq!(page["events"][0]["node_id"], "test");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next: serde_json::Value = get(app.url(&format!(
+        "/v1/audit/events?type=token.detokenize&limit=2&cursor={cursor}"
+    )))
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(next["events"][0]["resource"], "tok_5");
+    assert!(next["next_cursor"].is_null());
+
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("from=yesterday", "invalid_time"),
+        ("outcome=maybe", "invalid_outcome"),
+        ("cursor=xyz", "invalid_cursor"),
+    ] {
+        let response = get(app.url(&format!("/v1/audit/events?{query}"))).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], code);
+    }
+
+    // A card number sent as a search term is masked in the read's own event.
+    let response = get(app.url(&format!("/v1/audit/events?resource={PAN}"))).await;
+    assert_eq!(response.status(), 200);
+
+    let response = get(app.url("/v1/audit/export?format=csv")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv_body = response.bytes().await.unwrap();
+    assert!(csv_body.starts_with(b"node_id,seq,version,at,"));
+    let response = get(app.url("/v1/audit/export")).await;
+    assert_eq!(response.headers()["content-type"], "application/jsonl");
+    let jsonl = response.bytes().await.unwrap();
+    for body in [&csv_body[..], &jsonl[..]] {
+        assert!(!contains_bytes(body, PAN.as_bytes()));
+        assert!(contains_bytes(body, b"[REDACTED PAN]"));
+    }
+    let lines: Vec<serde_json::Value> = jsonl
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let types: Vec<_> = lines
+        .iter()
+        .map(|l| l["event_type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"audit.start"));
+    // Two pages and the card-number search; refused queries read nothing.
+    assert_eq!(types.iter().filter(|t| **t == "audit.search").count(), 3);
+    assert_eq!(types.iter().filter(|t| **t == "audit.export").count(), 2);
+    let search = lines
+        .iter()
+        .find(|l| l["event_type"] == "audit.search")
+        .unwrap();
+    assert_eq!(search["actor_kind"], "anonymous");
+    assert!(search["origin"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(search["request_id"].is_string());
+
+    let report: serde_json::Value = get(app.url("/v1/audit/verify")).await.json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["nodes"][0]["node_id"], "test");
+    app.stop().await;
+}
+
 crate::on_both_databases!(
+    auditors_search_export_and_verify_over_http,
     an_intact_chain_verifies,
     an_edited_field_is_named,
     a_deleted_record_is_named,

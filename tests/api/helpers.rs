@@ -196,6 +196,7 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             format: LogFormat::Human,
             level: "info".into(),
         },
+        audit: Default::default(),
     }
 }
 
@@ -204,6 +205,7 @@ pub struct TestApp {
     pub ops_addr: SocketAddr,
     pub running: Option<RunningApp>,
     pub store: Arc<dyn Store>,
+    pub audit: voltvault::audit::AuditLog,
     pub pki: TestPki,
     pub db: TestDb,
 }
@@ -223,12 +225,14 @@ pub async fn spawn_app_with(
     customize(&mut config);
     let app = App::build(config, Environment::system()).await.unwrap();
     let store = app.store();
+    let audit = app.audit();
     let running = app.start(extra_routes).await.unwrap();
     TestApp {
         addr: running.api_addr,
         ops_addr: running.ops_addr,
         running: Some(running),
         store,
+        audit,
         pki,
         db,
     }

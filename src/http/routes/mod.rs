@@ -2,6 +2,7 @@
 //! same table builds the router and is checked against the OpenAPI document
 //! (and, as authorization lands, against the policy).
 
+pub mod audit;
 pub mod meta;
 
 use axum::Router;
@@ -16,6 +17,9 @@ use super::AppState;
 pub enum Access {
     /// No authentication: only the API description and connection check.
     Public,
+    /// Staff with the auditor role: read, export and verify the audit trail.
+    /// Enforced by the authentication layer (not yet in place).
+    Auditor,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,4 +81,22 @@ pub fn api_routes() -> ApiRoutes {
             meta::openapi_json,
         )
         .add(Method::GET, "/v1/whoami", Access::Public, meta::whoami)
+        .add(
+            Method::GET,
+            "/v1/audit/events",
+            Access::Auditor,
+            audit::search,
+        )
+        .add(
+            Method::GET,
+            "/v1/audit/verify",
+            Access::Auditor,
+            audit::verify,
+        )
+        .add(
+            Method::GET,
+            "/v1/audit/export",
+            Access::Auditor,
+            audit::export,
+        )
 }
