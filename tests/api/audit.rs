@@ -318,8 +318,11 @@ async fn a_restarted_writer_continues_its_chain(backend: Backend) {
     let store = db.store().await;
     for round in 0..2 {
         let task = writer(&store, "n1").await;
-        task.handle().record(event(round)).await.unwrap();
+        let handle = task.handle();
+        handle.record(event(round)).await.unwrap();
         task.stop().await;
+        // A stopped writer refuses, rather than losing events.
+        assert!(handle.record(event(9)).await.is_err());
     }
     let report = verify(&store).await;
     assert!(report.ok, "{report:?}");
@@ -566,6 +569,87 @@ async fn the_audit_command_verifies_and_exports() {
     assert!(!ok);
     assert!(stdout.contains("BROKEN at record 2: Modified"), "{stdout}");
     assert!(stderr.contains("failed verification"), "{stderr}");
+}
+
+/// Two service instances (own pools, own writers, node ids node-1 and
+/// node-2) on one PostgreSQL database under concurrent requests: each node
+/// keeps a verifiable chain.
+#[tokio::test]
+async fn two_services_on_one_postgres_keep_verifiable_chains() {
+    use std::os::unix::fs::PermissionsExt;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit-seal.key");
+    std::fs::write(&key, hex::encode([9u8; 32])).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let seal = key.clone();
+    let one = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            c.node_id = Some("node-1".into());
+            c.audit.seal_key_file = Some(seal);
+        },
+        None,
+    )
+    .await;
+    let url = one.db.url.clone();
+    let two = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            c.node_id = Some("node-2".into());
+            c.database.url = url;
+            c.audit.seal_key_file = Some(key);
+        },
+        None,
+    )
+    .await;
+    let mut requests = Vec::new();
+    for i in 0..120 {
+        let (client, url) = if i % 2 == 0 {
+            (
+                one.client(),
+                one.url(&format!("/v1/audit/events?resource=tok_{i}")),
+            )
+        } else {
+            (
+                two.client(),
+                two.url(&format!("/v1/audit/events?resource=tok_{i}")),
+            )
+        };
+        requests.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().status()
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    two.stop().await;
+    let report: serde_json::Value = one
+        .client()
+        .get(one.url("/v1/audit/verify"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let nodes: Vec<_> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["records_checked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // audit.start and 60 searches each; then node-2 its stop, node-1 this verify.
+    assert_eq!(
+        nodes,
+        [("node-1".to_owned(), 62), ("node-2".to_owned(), 62)]
+    );
+    one.stop().await;
 }
 
 /// deploy/postgres-roles.sql: the service role may append and read the
