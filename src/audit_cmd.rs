@@ -19,6 +19,7 @@ pub async fn run(command: AuditCommand) -> Result<bool, String> {
     let config_path = match &command {
         AuditCommand::Verify { config, .. }
         | AuditCommand::Search { config, .. }
+        | AuditCommand::Archive { config, .. }
         | AuditCommand::Export { config, .. } => config.clone(),
     };
     let config = Config::load(&config_path).map_err(|e| e.to_string())?;
@@ -71,6 +72,23 @@ async fn execute(log: &AuditLog, reader: &Reader, command: AuditCommand) -> Resu
                 "{}",
                 serde_json::to_string_pretty(&page).map_err(|e| e.to_string())?
             );
+            Ok(true)
+        }
+        AuditCommand::Archive { dir, .. } => {
+            let archived = log.archive(reader, &dir).await.map_err(|e| e.to_string())?;
+            for a in &archived {
+                println!(
+                    "node {}: records {}..={} ({}) archived to {}",
+                    a.node_id,
+                    a.first_seq,
+                    a.through_seq,
+                    a.records,
+                    a.file.display()
+                );
+            }
+            if archived.is_empty() {
+                println!("nothing older than the queryable window");
+            }
             Ok(true)
         }
         AuditCommand::Export {

@@ -78,6 +78,15 @@ pub enum AuditCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Move records older than the 90-day queryable window into archive
+    /// files (up to each node's last sealed checkpoint) and remove them.
+    Archive {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Where the archive files go.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Export every matching record.
     Export {
         #[arg(long, short, value_name = "FILE")]

@@ -13,6 +13,7 @@ pub mod export;
 mod log;
 pub mod query;
 pub mod record;
+pub mod retention;
 pub mod seal;
 pub mod verify;
 pub mod writer;

@@ -220,11 +220,48 @@ macro_rules! impl_audit_store {
                     .map($crate::store::audit_sql::record_from_row)
                     .collect()
             }
+
+            async fn archive_audit(
+                &self,
+                archive: &$crate::store::AuditArchive,
+            ) -> Result<u64, $crate::store::StoreError> {
+                self.purge_archived(archive).await
+            }
         }
     };
 }
 
 pub(crate) use impl_audit_store;
+
+/// The archive row's values, checked to fit the columns.
+pub(crate) fn archive_values(
+    archive: &crate::store::AuditArchive,
+) -> Result<(i64, i64), StoreError> {
+    let through = i64::try_from(archive.through_seq).map_err(|_| StoreError::Internal)?;
+    let records = i64::try_from(archive.records).map_err(|_| StoreError::Internal)?;
+    Ok((through, records))
+}
+
+/// Inserts the archive row inside the caller's transaction.
+macro_rules! insert_archive_row {
+    ($tx:expr, $archive:expr, $through:expr, $records:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_archives \
+             (node_id, through_seq, archived_us, file_name, file_sha256, records) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($archive.node_id.as_str())
+        .bind($through)
+        .bind($archive.archived_us)
+        .bind($archive.file_name.as_str())
+        .bind(&$archive.file_sha256[..])
+        .bind($records)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(crate) use insert_archive_row;
 
 /// Sequence numbers are stored as BIGINT; refuses what would not fit.
 pub(crate) fn check_fits(

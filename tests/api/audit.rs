@@ -803,7 +803,88 @@ async fn auditors_search_export_and_verify_over_http(backend: Backend) {
     app.stop().await;
 }
 
+async fn old_records_are_archived_to_a_file_and_the_chain_still_verifies(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let fixed = FixedClock::new(at(0));
+    let clock: Arc<dyn Clock> = Arc::new(fixed.clone());
+    let audit_store: Arc<dyn voltvault::store::AuditStore> = store.clone();
+    let task = AuditWriter::start(
+        audit_store,
+        sealer(),
+        clock.clone(),
+        "n1",
+        manual_checkpoints(),
+    )
+    .await
+    .unwrap();
+    let sink = task.handle();
+    for i in 1..=20 {
+        sink.record(event(i)).await.unwrap();
+    }
+    sink.checkpoint().await.unwrap();
+    fixed.advance(chrono::Duration::days(95));
+    for i in 21..=25 {
+        sink.record(event(i)).await.unwrap();
+    }
+    sink.checkpoint().await.unwrap();
+    let log = AuditLog::new(store.clone(), sealer(), Arc::new(sink.clone()), clock);
+    let reader = Reader::command_line("auditor-1");
+    let dir = tempfile::tempdir().unwrap();
+
+    // A broken chain is kept where it is.
+    tamper(
+        &db,
+        &["UPDATE audit_events SET reason = 'x' WHERE node_id = 'n1' AND seq = 5"],
+    )
+    .await;
+    let refused = log.archive(&reader, dir.path()).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("record 5: Modified"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    tamper(
+        &db,
+        &["UPDATE audit_events SET reason = NULL WHERE node_id = 'n1' AND seq = 5"],
+    )
+    .await;
+
+    let archived = log.archive(&reader, dir.path()).await.unwrap();
+    assert_eq!(archived.len(), 1);
+    let a = &archived[0];
+    assert_eq!((a.first_seq, a.through_seq, a.records), (1, 21, 21));
+    assert_eq!(
+        std::fs::metadata(&a.file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let seqs: Vec<u64> = std::fs::read_to_string(&a.file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>());
+
+    // Only the records after the archived checkpoint remain, and they verify from it.
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    let node = &report.nodes[0];
+    assert_eq!((node.first_seq, node.records_checked), (22, 6));
+    assert!(log.archive(&reader, dir.path()).await.unwrap().is_empty());
+
+    // The chain goes on after the archived part.
+    sink.record(event(26)).await.unwrap();
+    task.stop().await;
+    assert!(verify(&store).await.ok);
+}
+
 crate::on_both_databases!(
+    old_records_are_archived_to_a_file_and_the_chain_still_verifies,
     auditors_search_export_and_verify_over_http,
     an_intact_chain_verifies,
     an_edited_field_is_named,

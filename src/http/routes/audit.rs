@@ -110,7 +110,8 @@ impl From<AuditLogError> for ApiError {
             AuditLogError::Audit(_) => ApiError::unavailable("audit_unavailable"),
             AuditLogError::Store(e) => e.into(),
             AuditLogError::Sealer => ApiError::unavailable("audit_key_unavailable"),
-            AuditLogError::Encode => ApiError::internal(),
+            AuditLogError::Encode | AuditLogError::Io(_) => ApiError::internal(),
+            AuditLogError::Broken(_) => ApiError::new(StatusCode::CONFLICT, "audit_chain_broken"),
         }
     }
 }
