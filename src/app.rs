@@ -11,10 +11,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::syslog::{SyslogForwarder, SyslogTarget};
 use crate::audit::{
     AuditLog, AuditWriter, CheckpointSealer, SoftwareSealer, WriterConfig, WriterTask,
 };
 use crate::clock::Environment;
+use crate::config::SyslogConfig;
 use crate::config::{Config, ConfigError};
 use crate::http::metrics::Metrics;
 use crate::http::ops::{ReadinessCheck, StoreReadiness, ops_router};
@@ -229,13 +231,18 @@ pub async fn start_audit(
         checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
         ..WriterConfig::default()
     };
+    let forward = match &config.audit.syslog {
+        Some(syslog) => Some(SyslogForwarder::start(syslog_target(syslog, node_id)?)),
+        None => None,
+    };
     let audit_store: Arc<dyn crate::store::AuditStore> = store.clone();
-    let writer = AuditWriter::start(
+    let writer = AuditWriter::start_forwarding(
         audit_store.clone(),
         sealer.clone(),
         env.clock.clone(),
         node_id,
         writer_config,
+        forward,
     )
     .await
     .map_err(|e| StartError::Audit(e.to_string()))?;
@@ -246,6 +253,28 @@ pub async fn start_audit(
         env.clock.clone(),
     );
     Ok((writer, log))
+}
+
+fn syslog_target(syslog: &SyslogConfig, node_id: &str) -> Result<SyslogTarget, StartError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::http::tls::load_certificates("audit.syslog.ca_file", &syslog.ca_file)? {
+        roots
+            .add(cert)
+            .map_err(|e| StartError::Audit(format!("syslog.ca_file: {e}")))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| StartError::Audit(format!("syslog: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls_pki_types::ServerName::try_from(syslog.server_name.clone())
+        .map_err(|_| StartError::Audit("syslog.server_name: not a DNS name or IP".into()))?;
+    Ok(SyslogTarget {
+        address: syslog.address.clone(),
+        server_name,
+        tls: Arc::new(tls),
+        hostname: node_id.to_owned(),
+    })
 }
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -156,6 +156,9 @@ pub struct AuditConfig {
     /// ...or this many seconds after the last one.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_secs: u64,
+    /// Forward a copy of every record to a SIEM (RFC 5424 over TLS).
+    #[serde(default)]
+    pub syslog: Option<SyslogConfig>,
 }
 
 impl Default for AuditConfig {
@@ -164,8 +167,20 @@ impl Default for AuditConfig {
             seal_key_file: None,
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_interval(),
+            syslog: None,
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the collector (RFC 5425 usually listens on 6514).
+    pub address: String,
+    /// The DNS name (or IP address) the collector's certificate must carry.
+    pub server_name: String,
+    /// PEM bundle of the CAs that may issue the collector's certificate.
+    pub ca_file: PathBuf,
 }
 
 fn default_checkpoint_every() -> u64 {

@@ -15,6 +15,7 @@ pub mod query;
 pub mod record;
 pub mod retention;
 pub mod seal;
+pub mod syslog;
 pub mod verify;
 pub mod writer;
 

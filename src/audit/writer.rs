@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::record::{AuditRecord, GENESIS_HASH};
 use super::seal::{Checkpoint, CheckpointSealer};
+use super::syslog::SyslogForwarder;
 use super::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Clock;
 use crate::store::AuditStore;
@@ -80,6 +81,19 @@ impl AuditWriter {
         node_id: &str,
         config: WriterConfig,
     ) -> Result<WriterTask, AuditError> {
+        Self::start_forwarding(store, sealer, clock, node_id, config, None).await
+    }
+
+    /// As [`AuditWriter::start`], also handing every committed record to a
+    /// syslog forwarder (which never holds the writer up).
+    pub async fn start_forwarding(
+        store: Arc<dyn AuditStore>,
+        sealer: Arc<dyn CheckpointSealer>,
+        clock: Arc<dyn Clock>,
+        node_id: &str,
+        config: WriterConfig,
+        forward: Option<SyslogForwarder>,
+    ) -> Result<WriterTask, AuditError> {
         let (commands, receiver) = mpsc::channel(config.queue.max(1));
         let node_id: Arc<str> = node_id.into();
         let chain = Chain {
@@ -91,6 +105,7 @@ impl AuditWriter {
             head: None,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
+            forward,
         };
         let task = tokio::spawn(chain.run(receiver));
         let handle = AuditWriter {
@@ -181,6 +196,7 @@ struct Chain {
     head: Option<(u64, [u8; 32])>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    forward: Option<SyslogForwarder>,
 }
 
 impl Chain {
@@ -300,6 +316,9 @@ impl Chain {
             return Err(AuditError::Unavailable);
         }
         self.head = Some((seq, prev));
+        if let Some(forward) = &self.forward {
+            forward.offer(&records);
+        }
         if checkpoint.is_some() {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();

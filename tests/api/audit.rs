@@ -652,6 +652,92 @@ async fn two_services_on_one_postgres_keep_verifiable_chains() {
     one.stop().await;
 }
 
+/// With `[audit.syslog]`, every committed record also reaches the SIEM as
+/// an RFC 5424 message in an octet-counted frame over TLS.
+#[tokio::test]
+async fn records_are_forwarded_to_syslog_over_tls() {
+    use tokio::io::AsyncReadExt;
+    let collector_pki = crate::helpers::TestPki::new();
+    let tls = voltvault::http::tls::server_config(&voltvault::config::TlsConfig {
+        cert_file: collector_pki.path("server.pem"),
+        key_file: collector_pki.path("server.key"),
+        client_auth: voltvault::config::ClientAuth::None,
+        client_ca_files: Vec::new(),
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (messages, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buffer.extend_from_slice(&chunk[..n]);
+            // Octet counting: "LEN SP MSG".
+            while let Some(space) = buffer.iter().position(|b| *b == b' ') {
+                let len: usize = std::str::from_utf8(&buffer[..space])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if buffer.len() < space + 1 + len {
+                    break;
+                }
+                let message =
+                    String::from_utf8(buffer[space + 1..space + 1 + len].to_vec()).unwrap();
+                buffer.drain(..space + 1 + len);
+                let _ = messages.send(message);
+            }
+        }
+    });
+    let ca = collector_pki.path("ca.pem");
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        move |c| {
+            c.audit.syslog = Some(voltvault::config::SyslogConfig {
+                address: address.to_string(),
+                server_name: "localhost".into(),
+                ca_file: ca,
+            });
+        },
+        None,
+    )
+    .await;
+    let careless = AuditEvent {
+        reason: Some(format!("declined {PAN}")),
+        ..event(5)
+    };
+    app.audit.sink().record(careless).await.unwrap();
+    let first = received.recv().await.unwrap();
+    assert!(first.starts_with("<109>1 "), "{first}");
+    assert!(
+        first.contains(" test voltvault - audit.start [voltvault@32473 node=\"test\" seq=\"1\""),
+        "{first}"
+    );
+    let second = received.recv().await.unwrap();
+    assert!(
+        second.starts_with("<108>1 2025-11-24T16:00:05.000000Z test voltvault - token.detokenize "),
+        "{second}"
+    );
+    assert!(
+        second.contains("seq=\"2\"") && second.contains("resource=\"tok_5\""),
+        "{second}"
+    );
+    assert!(
+        second.contains("[REDACTED PAN\\]") && !second.contains(PAN),
+        "{second}"
+    );
+    app.stop().await;
+}
+
 /// deploy/postgres-roles.sql: the service role may append and read the
 /// audit tables and nothing more, even where a trigger would be off.
 #[tokio::test]
