@@ -738,20 +738,23 @@ async fn records_are_forwarded_to_syslog_over_tls() {
     app.stop().await;
 }
 
-/// deploy/postgres-roles.sql: the service role may append and read the
+/// deploy/postgres-roles.sql and postgres-grants.sql: the service role may append and read the
 /// audit tables and nothing more, even where a trigger would be off.
 #[tokio::test]
 async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = sealed_chain(&db).await;
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/postgres-roles.sql"
-    ))
-    .unwrap();
-    // Roles are cluster-wide; the script is idempotent, but not against itself running twice at once.
-    sqlx::raw_sql(&script).execute(&mut admin).await.unwrap();
+    // Roles are cluster-wide; the scripts are idempotent, but not against themselves running twice at once.
+    for script in ["postgres-roles.sql", "postgres-grants.sql"] {
+        let sql = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy")
+                .join(script),
+        )
+        .unwrap();
+        sqlx::raw_sql(&sql).execute(&mut admin).await.unwrap();
+    }
     admin.close().await.unwrap();
 
     let service_url = db.url.replacen("postgres@", "voltvault@", 1);
@@ -786,6 +789,19 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
             .await
             .unwrap(),
     );
+    // Retention works for the service role, through audit_purge only.
+    let dir = tempfile::tempdir().unwrap();
+    let archived = voltvault::audit::retention::archive_node(
+        as_service.as_ref(),
+        sealer().as_ref(),
+        "n1",
+        at(0) + chrono::Duration::days(100),
+        dir.path(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((archived.through_seq, archived.records), (21, 21));
     let task = writer(&as_service, "n2").await;
     task.handle().record(event(1)).await.unwrap();
     task.stop().await;
