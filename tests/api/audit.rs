@@ -985,7 +985,26 @@ async fn old_records_are_archived_to_a_file_and_the_chain_still_verifies(backend
     assert!(verify(&store).await.ok);
 }
 
+async fn two_writers_misconfigured_with_one_node_id_never_fork_the_chain(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = writer(&store, "same").await;
+    let b = writer(&store, "same").await;
+    // b read the head after a's start; a still believes its own head is current.
+    b.handle().record(event(1)).await.unwrap();
+    let refused = a.handle().record(event(2)).await;
+    assert!(refused.is_err(), "a stale head must not fork the chain");
+    // The failed writer re-reads the head and goes on from there.
+    a.handle().record(event(3)).await.unwrap();
+    b.handle().record(event(4)).await.unwrap_err();
+    b.handle().record(event(5)).await.unwrap();
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.nodes[0].records_checked, 5);
+}
+
 crate::on_both_databases!(
+    two_writers_misconfigured_with_one_node_id_never_fork_the_chain,
     old_records_are_archived_to_a_file_and_the_chain_still_verifies,
     auditors_search_export_and_verify_over_http,
     an_intact_chain_verifies,
