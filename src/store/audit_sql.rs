@@ -6,6 +6,9 @@ use crate::audit::{ActorKind, AuditRecord, Checkpoint, Outcome};
 use crate::ids::TenantId;
 use crate::store::StoreError;
 
+/// Records per INSERT: 15 parameters each stays under SQLite's 32766.
+pub(crate) const INSERT_CHUNK: usize = 1000;
+
 pub(crate) const RECORD_COLUMNS: &str = "node_id, seq, version, at_us, event_type, actor_kind, \
      actor_id, tenant_id, outcome, origin, resource, request_id, reason, prev_hash, record_hash";
 
@@ -65,30 +68,41 @@ macro_rules! impl_audit_store {
                 checkpoint: Option<&$crate::audit::Checkpoint>,
             ) -> Result<(), $crate::store::StoreError> {
                 $crate::store::audit_sql::check_fits(records, checkpoint)?;
-                let mut tx = self.pool.begin().await?;
-                for chunk in records.chunks(500) {
-                    let mut insert = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO audit_events ({}) ",
-                        $crate::store::audit_sql::RECORD_COLUMNS
-                    ));
+                let columns = $crate::store::audit_sql::RECORD_COLUMNS;
+                let insert = |chunk: &[$crate::audit::AuditRecord]| {
+                    let mut insert =
+                        sqlx::QueryBuilder::new(format!("INSERT INTO audit_events ({columns}) "));
                     insert.push_values(chunk, |mut row, r| {
-                        row.push_bind(r.node_id.as_str())
+                        row.push_bind(r.node_id.clone())
                             .push_bind(r.seq as i64)
                             .push_bind(r.version)
                             .push_bind(r.at_us)
-                            .push_bind(r.event_type.as_str())
+                            .push_bind(r.event_type.clone())
                             .push_bind(r.actor_kind.as_str())
-                            .push_bind(r.actor_id.as_str())
+                            .push_bind(r.actor_id.clone())
                             .push_bind(r.tenant)
                             .push_bind(r.outcome.as_str())
-                            .push_bind(r.origin.as_deref())
-                            .push_bind(r.resource.as_deref())
-                            .push_bind(r.request_id.as_deref())
-                            .push_bind(r.reason.as_deref())
-                            .push_bind(&r.prev_hash[..])
-                            .push_bind(&r.record_hash[..]);
+                            .push_bind(r.origin.clone())
+                            .push_bind(r.resource.clone())
+                            .push_bind(r.request_id.clone())
+                            .push_bind(r.reason.clone())
+                            .push_bind(r.prev_hash.to_vec())
+                            .push_bind(r.record_hash.to_vec());
                     });
-                    insert.build().execute(&mut *tx).await?;
+                    insert
+                };
+                // One statement is its own transaction: the common batch
+                // (no checkpoint) costs one round trip.
+                let chunk_size = $crate::store::audit_sql::INSERT_CHUNK;
+                if checkpoint.is_none() && records.len() <= chunk_size {
+                    if !records.is_empty() {
+                        insert(records).build().execute(&self.pool).await?;
+                    }
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for chunk in records.chunks(chunk_size) {
+                    insert(chunk).build().execute(&mut *tx).await?;
                 }
                 if let Some(cp) = checkpoint {
                     sqlx::query(
