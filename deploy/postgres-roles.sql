@@ -1,15 +1,13 @@
--- PostgreSQL roles for voltvault. Run once as a superuser, in the service's
--- database, after `voltvault migrate` has run as voltvault_owner:
+-- PostgreSQL roles for voltvault, step 1 of 2. Run once as a superuser:
 --
 --   psql -v ON_ERROR_STOP=1 -d voltvault -f deploy/postgres-roles.sql
+--   psql -d voltvault -c 'ALTER DATABASE voltvault OWNER TO voltvault_owner'
+--   psql -d voltvault -c 'ALTER SCHEMA public OWNER TO voltvault_owner'
 --
--- voltvault_owner owns the schema and runs migrations (`voltvault migrate`
--- with migrate_on_start = false in the service's configuration). The
--- service logs in as voltvault and may only INSERT and SELECT the audit
--- tables; the only way it can remove audit records is audit_purge(), which
--- runs as the owner and refuses anything not archived, sealed and older
--- than the queryable window. Triggers reject UPDATE, DELETE and TRUNCATE
--- even for the owner.
+-- Then run `voltvault migrate` as voltvault_owner (a configuration whose
+-- database.url names that role) and apply deploy/postgres-grants.sql.
+-- voltvault_owner owns the schema; the service runs with
+-- migrate_on_start = false and logs in as voltvault.
 
 DO $$
 BEGIN
@@ -23,17 +21,3 @@ BEGIN
     END IF;
 END
 $$;
-
-REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
-GRANT USAGE ON SCHEMA public TO voltvault;
-
--- Ordinary tables: the service reads and writes them.
-GRANT SELECT, INSERT, UPDATE, DELETE ON tenants, idempotency_keys TO voltvault;
-
--- The audit trail: append and read, nothing else.
-REVOKE ALL ON audit_events, audit_checkpoints, audit_archives FROM voltvault;
-GRANT SELECT, INSERT ON audit_events, audit_checkpoints, audit_archives TO voltvault;
-GRANT EXECUTE ON FUNCTION audit_purge(TEXT, BIGINT) TO voltvault;
-
--- The migration bookkeeping is the owner's alone.
-REVOKE ALL ON _sqlx_migrations FROM voltvault;

@@ -67,9 +67,15 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), String> {
     store.migrate().await.map_err(|e| e.to_string())?;
     let env = Environment::system();
     // Administrative actions go to the same durable, sealed audit trail as the service's.
-    let keys = crate::app::open_keys(config, &env, store.clone(), None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let keys = crate::app::open_keys(
+        config,
+        &env,
+        store.clone(),
+        None,
+        &format!("{}.cli", config.node_id()),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let audit: Arc<dyn AuditSink> = Arc::new(keys.audit.handle());
     let result = match keys.keys.verify_keks().await {
         Err(e) => Err(format!("keys: {e}")),

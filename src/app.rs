@@ -11,16 +11,16 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::writer::{AuditWriter, WriterConfig, WriterTask};
-use crate::audit::{AuditError, AuditSink};
 use std::num::NonZeroU32;
 
+use crate::audit::syslog::{SyslogForwarder, SyslogTarget};
+use crate::audit::{AuditLog, AuditSink, AuditWriter, CheckpointSealer, WriterConfig, WriterTask};
 use crate::auth::charger::ChargerTrust;
 use crate::auth::keys::PepperKeys;
 use crate::auth::ratelimit::RateLimitSettings;
 use crate::auth::{AuthService, AuthSettings, Policy};
 use crate::clock::Environment;
-use crate::config::{Config, ConfigError, Mode};
+use crate::config::{Config, ConfigError, Mode, SyslogConfig};
 use crate::http::metrics::Metrics;
 use crate::http::ops::{KeyProviderReadiness, ReadinessCheck, StoreReadiness, ops_router};
 use crate::http::tls::TlsSetupError;
@@ -47,7 +47,7 @@ pub enum StartError {
     #[error("keys: {0}")]
     Keys(#[from] KeyError),
     #[error("audit: {0}")]
-    Audit(#[from] AuditError),
+    Audit(String),
     #[error(transparent)]
     Policy(#[from] crate::auth::policy::PolicyError),
     #[error(transparent)]
@@ -71,6 +71,8 @@ pub struct App {
     provider: Arc<dyn KeyProvider>,
     keys: Arc<KeyManager>,
     audit: WriterTask,
+    /// The read side of the audit trail, for auditors.
+    audit_log: AuditLog,
     auth: Arc<AuthService>,
     /// Where audit events go: the durable writer, with an observer if one was given.
     audit_sink: Arc<dyn AuditSink>,
@@ -152,13 +154,17 @@ impl App {
         let KeyCore {
             provider,
             audit,
+            audit_log,
             keys,
-        } = open_keys(&config, &env, store.clone(), unseal).await?;
+        } = open_keys(&config, &env, store.clone(), unseal, &config.node_id()).await?;
         verify_keys(&keys, config.mode).await?;
         let durable: Arc<dyn AuditSink> = Arc::new(audit.handle());
-        let audit_sink: Arc<dyn AuditSink> = match observer {
-            Some(observer) => Arc::new(crate::audit::Tee { durable, observer }),
-            None => durable,
+        let (audit_sink, audit_log): (Arc<dyn AuditSink>, AuditLog) = match observer {
+            Some(observer) => {
+                let tee: Arc<dyn AuditSink> = Arc::new(crate::audit::Tee { durable, observer });
+                (tee.clone(), audit_log.with_sink(tee))
+            }
+            None => (durable, audit_log),
         };
         let auth = auth_service(&config, store.clone(), env.clone(), audit_sink.clone()).await?;
         let tls = crate::http::tls::server_config(&config.tls, auth.chargers().clone())?;
@@ -171,8 +177,13 @@ impl App {
             keys,
             auth,
             audit_sink,
+            audit_log,
             audit,
         })
+    }
+
+    pub fn audit(&self) -> AuditLog {
+        self.audit_log.clone()
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -209,6 +220,7 @@ impl App {
             audit,
             tokens,
             cvcs: crate::http::routes::tokens::new_cvc_vault(&self.env),
+            audit_log: self.audit_log.clone(),
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
@@ -296,29 +308,30 @@ impl RunningApp {
     }
 }
 
-/// The key layer with its audit trail, as the service and the `keys`
-/// commands use it.
+/// The key layer with its audit trail, as the service and the `keys`,
+/// `admin` and `audit` commands use it.
 pub struct KeyCore {
     pub provider: Arc<dyn KeyProvider>,
+    /// The audit writer; checkpoints are sealed with the provider's audit key.
     pub audit: WriterTask,
+    /// The read side of the audit trail (search, export, verify).
+    pub audit_log: AuditLog,
     pub keys: Arc<KeyManager>,
 }
 
+/// Opens the key provider and starts this node's audit writer under
+/// `node_id` (the service's, or `<node>.cli` for commands).
 pub async fn open_keys(
     config: &Config,
     env: &Environment,
     store: Arc<dyn Store>,
     unseal: Option<Unseal>,
+    node_id: &str,
 ) -> Result<KeyCore, StartError> {
     let provider = open_provider(config, env, unseal).await?;
-    let audit = AuditWriter::start(
-        store.clone(),
-        Arc::new(ProviderCheckpointSealer::new(provider.clone())),
-        env.clock.clone(),
-        &config.node_id(),
-        WriterConfig::default(),
-    )
-    .await?;
+    let sealer: Arc<dyn CheckpointSealer> =
+        Arc::new(ProviderCheckpointSealer::new(provider.clone()));
+    let (audit, audit_log) = start_audit(config, store.clone(), env, node_id, sealer).await?;
     let keys = Arc::new(KeyManager::new(
         provider.clone(),
         store.data_key_store(),
@@ -332,6 +345,7 @@ pub async fn open_keys(
     Ok(KeyCore {
         provider,
         audit,
+        audit_log,
         keys,
     })
 }
@@ -370,6 +384,66 @@ async fn refresh_auth(auth: Arc<AuthService>, shutdown: CancellationToken) {
 const AUTH_REFRESH: Duration = Duration::from_secs(30);
 /// How often expired tokens are shredded and stale CVCs dropped.
 const TOKEN_SWEEP: Duration = Duration::from_secs(60);
+
+/// Starts this node's audit writer (recording the start of logging) and
+/// the read side auditors use.
+pub async fn start_audit(
+    config: &Config,
+    store: Arc<dyn Store>,
+    env: &Environment,
+    node_id: &str,
+    sealer: Arc<dyn CheckpointSealer>,
+) -> Result<(WriterTask, AuditLog), StartError> {
+    let writer_config = WriterConfig {
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        ..WriterConfig::default()
+    };
+    let forward = match &config.audit.syslog {
+        Some(syslog) => Some(SyslogForwarder::start(syslog_target(syslog, node_id)?)),
+        None => None,
+    };
+    let audit_store: Arc<dyn crate::store::AuditStore> = store.clone();
+    let writer = AuditWriter::start_forwarding(
+        audit_store.clone(),
+        sealer.clone(),
+        env.clock.clone(),
+        node_id,
+        writer_config,
+        forward,
+    )
+    .await
+    .map_err(|e| StartError::Audit(e.to_string()))?;
+    let log = AuditLog::new(
+        audit_store,
+        sealer,
+        Arc::new(writer.handle()),
+        env.clock.clone(),
+    );
+    Ok((writer, log))
+}
+
+fn syslog_target(syslog: &SyslogConfig, node_id: &str) -> Result<SyslogTarget, StartError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in crate::http::tls::load_certificates("audit.syslog.ca_file", &syslog.ca_file)? {
+        roots
+            .add(cert)
+            .map_err(|e| StartError::Audit(format!("syslog.ca_file: {e}")))?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(crate::http::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| StartError::Audit(format!("syslog: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let server_name = rustls_pki_types::ServerName::try_from(syslog.server_name.clone())
+        .map_err(|_| StartError::Audit("syslog.server_name: not a DNS name or IP".into()))?;
+    Ok(SyslogTarget {
+        address: syslog.address.clone(),
+        server_name,
+        tls: Arc::new(tls),
+        hostname: node_id.to_owned(),
+    })
+}
 
 async fn bind(key: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr).await.map_err(|e| StartError::Bind {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -62,6 +62,11 @@ pub enum Command {
         config: Option<PathBuf>,
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Verify, search and export the audit trail. Every use is itself audited.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
 }
 
@@ -220,4 +225,75 @@ pub enum UserCommand {
         tenant: String,
         username: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify every node's hash chain and sealed checkpoints; exits 1 and
+    /// names the first bad record if one is broken.
+    Verify {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Print the full report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one page of matching records as JSON, with the cursor for the next.
+    Search {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: AuditFilters,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Move records older than the 90-day queryable window into archive
+    /// files (up to each node's last sealed checkpoint) and remove them.
+    Archive {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Where the archive files go.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Export every matching record.
+    Export {
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        #[command(flatten)]
+        filters: AuditFilters,
+        #[arg(long, value_enum, default_value_t = AuditFormat::Jsonl)]
+        format: AuditFormat,
+        /// Write here (created owner-only) instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditFilters {
+    /// Inclusive lower bound, RFC 3339.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Exclusive upper bound, RFC 3339.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long)]
+    pub actor: Option<String>,
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    #[arg(long)]
+    pub resource: Option<String>,
+    /// success, failure or denied.
+    #[arg(long)]
+    pub outcome: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditFormat {
+    Jsonl,
+    Csv,
 }

@@ -37,9 +37,15 @@ async fn run(
     if let KeysCommand::Init { shares, threshold } = &command {
         create_provider_keys(config, env, *shares, *threshold).await?;
     }
-    let KeyCore { audit, keys, .. } = open_keys(config, env, store.clone(), None)
-        .await
-        .map_err(text)?;
+    let KeyCore { audit, keys, .. } = open_keys(
+        config,
+        env,
+        store.clone(),
+        None,
+        &format!("{}.cli", config.node_id()),
+    )
+    .await
+    .map_err(text)?;
     let outcome = match command {
         KeysCommand::Init { .. } => keys.record_initial_kek().await.map(|kcv| {
             println!("keys initialized; KEK v1 check value {}", kcv.to_hex());

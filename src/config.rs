@@ -52,6 +52,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     #[serde(default)]
     pub auth: AuthConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -252,6 +254,49 @@ impl Default for LoggingConfig {
     }
 }
 
+/// The audit trail's writer and checkpoint sealing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Seal a checkpoint after this many records...
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// ...or this many seconds after the last one.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval_secs: u64,
+    /// Forward a copy of every record to a SIEM (RFC 5424 over TLS).
+    #[serde(default)]
+    pub syslog: Option<SyslogConfig>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval_secs: default_checkpoint_interval(),
+            syslog: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConfig {
+    /// `host:port` of the collector (RFC 5425 usually listens on 6514).
+    pub address: String,
+    /// The DNS name (or IP address) the collector's certificate must carry.
+    pub server_name: String,
+    /// PEM bundle of the CAs that may issue the collector's certificate.
+    pub ca_file: PathBuf,
+}
+
+fn default_checkpoint_every() -> u64 {
+    1000
+}
+fn default_checkpoint_interval() -> u64 {
+    60
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -363,6 +408,12 @@ impl Config {
             return Err(invalid(
                 "server.request_timeout_secs",
                 "must be between 1 and 300",
+            ));
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
+            return Err(invalid(
+                "audit",
+                "checkpoint_every and checkpoint_interval_secs must be at least 1",
             ));
         }
         require_file("tls.cert_file", &self.tls.cert_file)?;

@@ -224,6 +224,7 @@ pub async fn prepare(
             pepper_file: Some(pepper_file),
             ..AuthConfig::default()
         },
+        audit: crate::config::AuditConfig::default(),
     };
     Ok((Config::from_defaults(&config)?, unseal))
 }

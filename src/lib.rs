@@ -3,6 +3,7 @@
 pub mod admin_cli;
 pub mod app;
 pub mod audit;
+pub mod audit_cmd;
 pub mod auth;
 pub mod billing;
 pub mod card;

@@ -96,6 +96,13 @@ async fn run(command: Command) -> Result<(), String> {
             telemetry::init(config.logging.format, "warn");
             voltvault::admin_cli::run(&config, command).await
         }
+        Command::Audit { command } => {
+            telemetry::init(LogFormat::Human, "warn");
+            match voltvault::audit_cmd::run(command).await? {
+                true => Ok(()),
+                false => Err("the audit trail failed verification".into()),
+            }
+        }
         Command::CheckConfig { config } => {
             let config = Config::load(&config).map_err(|e| e.to_string())?;
             println!(

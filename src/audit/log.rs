@@ -28,6 +28,10 @@ pub enum AuditLogError {
     Sealer,
     #[error("the export could not be encoded")]
     Encode,
+    #[error("the audit chain does not verify: {0}")]
+    Broken(String),
+    #[error("archive file: {0}")]
+    Io(String),
 }
 
 /// Who is reading the trail, as the caller's authentication saw them.
@@ -95,6 +99,12 @@ impl AuditLog {
         self.sink.clone()
     }
 
+    /// The same trail, recording its own reads through `sink` (e.g. a `Tee`).
+    pub fn with_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.sink = sink;
+        self
+    }
+
     /// One page of matching records.
     pub async fn search(
         &self,
@@ -144,6 +154,54 @@ impl AuditLog {
         self.record_read(reader, "audit.verify", &AuditQuery::new())
             .await?;
         verify_all(self.store.as_ref(), self.sealer.as_ref()).await
+    }
+
+    /// Moves every node's records older than the queryable window into
+    /// archive files in `dir` (see [`super::retention`]), recording each.
+    pub async fn archive(
+        &self,
+        reader: &Reader,
+        dir: &std::path::Path,
+    ) -> Result<Vec<super::retention::Archived>, AuditLogError> {
+        let mut done = Vec::new();
+        for node in self.store.audit_nodes().await? {
+            let now = self.clock.now();
+            let archived = super::retention::archive_node(
+                self.store.as_ref(),
+                self.sealer.as_ref(),
+                &node,
+                now,
+                dir,
+            )
+            .await?;
+            let Some(archived) = archived else { continue };
+            let file = archived
+                .file
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned());
+            self.sink
+                .record(AuditEvent {
+                    event_type: "audit.archive".into(),
+                    at: now,
+                    actor_kind: reader.actor_kind,
+                    actor_id: reader.actor_id.clone(),
+                    tenant: None,
+                    outcome: Outcome::Success,
+                    origin: reader.origin.clone(),
+                    resource: file,
+                    request_id: reader.request_id.clone(),
+                    reason: Some(format!(
+                        "node={} seq={}..={} records={}",
+                        archived.node_id,
+                        archived.first_seq,
+                        archived.through_seq,
+                        archived.records
+                    )),
+                })
+                .await?;
+            done.push(archived);
+        }
+        Ok(done)
     }
 
     async fn record_read(

@@ -13,7 +13,9 @@ pub mod export;
 mod log;
 pub mod query;
 pub mod record;
+pub mod retention;
 pub mod seal;
+pub mod syslog;
 pub mod verify;
 pub mod writer;
 

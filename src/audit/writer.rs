@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use super::record::{AuditRecord, GENESIS_HASH};
 use super::seal::{Checkpoint, CheckpointSealer};
+use super::syslog::SyslogForwarder;
 use super::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Clock;
 use crate::store::AuditStore;
@@ -51,6 +52,9 @@ enum Command {
     Record(AuditEvent, Ack),
     /// Seals a checkpoint at the current head (if it moved) and answers.
     Checkpoint(Ack),
+    /// Ends the task once everything before it is written; later events
+    /// are refused (`Unavailable`).
+    Shutdown(oneshot::Sender<()>),
 }
 
 /// The handle callers use; cheap to clone. Implements [`AuditSink`].
@@ -77,6 +81,19 @@ impl AuditWriter {
         node_id: &str,
         config: WriterConfig,
     ) -> Result<WriterTask, AuditError> {
+        Self::start_forwarding(store, sealer, clock, node_id, config, None).await
+    }
+
+    /// As [`AuditWriter::start`], also handing every committed record to a
+    /// syslog forwarder (which never holds the writer up).
+    pub async fn start_forwarding(
+        store: Arc<dyn AuditStore>,
+        sealer: Arc<dyn CheckpointSealer>,
+        clock: Arc<dyn Clock>,
+        node_id: &str,
+        config: WriterConfig,
+        forward: Option<SyslogForwarder>,
+    ) -> Result<WriterTask, AuditError> {
         let (commands, receiver) = mpsc::channel(config.queue.max(1));
         let node_id: Arc<str> = node_id.into();
         let chain = Chain {
@@ -88,6 +105,7 @@ impl AuditWriter {
             head: None,
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
+            forward,
         };
         let task = tokio::spawn(chain.run(receiver));
         let handle = AuditWriter {
@@ -133,16 +151,37 @@ impl WriterTask {
         self.handle.clone()
     }
 
-    /// Records `audit.stop`, seals the head and ends the task once every
-    /// handle is gone. Stopping is best effort: a failure is logged.
+    /// Records `audit.stop`, seals the head and ends the task; handles
+    /// still held elsewhere get `Unavailable` from then on. Stopping is best
+    /// effort: a failure is logged.
     pub async fn stop(self) {
         let event = AuditEvent::system("audit.stop", self.handle.clock.now(), Outcome::Success);
         if self.handle.record(event).await.is_err() || self.handle.checkpoint().await.is_err() {
             tracing::error!("the audit trail could not record its stop");
         }
-        drop(self.handle);
-        // Other clones may still be held by request handlers; do not wait on them forever.
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        let (done, finished) = oneshot::channel();
+        if self
+            .handle
+            .commands
+            .send(Command::Shutdown(done))
+            .await
+            .is_ok()
+        {
+            let _ = finished.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Answers a command the writer will not carry out.
+fn refuse(command: Command) {
+    match command {
+        Command::Record(_, ack) | Command::Checkpoint(ack) => {
+            let _ = ack.send(Err(AuditError::Unavailable));
+        }
+        Command::Shutdown(done) => {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -157,6 +196,7 @@ struct Chain {
     head: Option<(u64, [u8; 32])>,
     since_checkpoint: u64,
     last_checkpoint: Instant,
+    forward: Option<SyslogForwarder>,
 }
 
 impl Chain {
@@ -174,7 +214,15 @@ impl Chain {
                             Err(_) => break,
                         }
                     }
-                    self.process(batch).await;
+                    if let Some(done) = self.process(batch).await {
+                        receiver.close();
+                        // Anything that got in before the close is refused.
+                        while let Ok(late) = receiver.try_recv() {
+                            refuse(late);
+                        }
+                        let _ = done.send(());
+                        break;
+                    }
                 }
                 _ = tick.tick() => {
                     if self.since_checkpoint > 0
@@ -188,12 +236,16 @@ impl Chain {
         }
     }
 
-    async fn process(&mut self, batch: Vec<Command>) {
+    /// Commits a batch and answers it; returns the shutdown request, if
+    /// the batch held one (what follows it in the batch is refused).
+    async fn process(&mut self, batch: Vec<Command>) -> Option<oneshot::Sender<()>> {
         let mut events = Vec::with_capacity(batch.len());
         let mut acks = Vec::with_capacity(batch.len());
         let mut seal = false;
+        let mut shutdown = None;
         for command in batch {
             match command {
+                _ if shutdown.is_some() => refuse(command),
                 Command::Record(event, ack) => {
                     events.push(event);
                     acks.push(ack);
@@ -202,6 +254,7 @@ impl Chain {
                     seal = true;
                     acks.push(ack);
                 }
+                Command::Shutdown(done) => shutdown = Some(done),
             }
         }
         let result = self.commit(events, seal).await;
@@ -217,6 +270,7 @@ impl Chain {
                     .map_err(|_| AuditError::Unavailable),
             );
         }
+        shutdown
     }
 
     /// Links and commits `events`, sealing a checkpoint when one is due or
@@ -262,6 +316,9 @@ impl Chain {
             return Err(AuditError::Unavailable);
         }
         self.head = Some((seq, prev));
+        if let Some(forward) = &self.forward {
+            forward.offer(&records);
+        }
         if checkpoint.is_some() {
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();

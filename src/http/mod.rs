@@ -46,6 +46,8 @@ pub struct AppState {
     pub keys: Arc<crate::keys::KeyManager>,
     pub tokens: Arc<crate::tokens::service::TokenService>,
     pub cvcs: Arc<routes::tokens::TokenCvcs>,
+    /// The read side of the audit trail, for auditors.
+    pub audit_log: crate::audit::AuditLog,
 }
 
 /// Limits the edge enforces on every request.

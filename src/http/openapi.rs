@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, auth, meta, tokens};
+use super::routes::{admin, audit, auth, meta, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,14 +22,18 @@ use super::routes::{admin, auth, meta, tokens};
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
         admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate, admin::import_charger_crl,
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
-        admin::principals
+        admin::principals,
+        audit::search, audit::verify, audit::export
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
         tokens::CardInput, tokens::TokenizeBody, tokens::TokenizeResponse, tokens::BatchBody,
         tokens::BatchResponse, tokens::BatchItemResult, tokens::ItemError,
         tokens::DetokenizeResponse, tokens::DetokenizedCard,
-        crate::tokens::service::TokenView, crate::tokens::service::CardSummary
+        crate::tokens::service::TokenView, crate::tokens::service::CardSummary,
+        crate::audit::SearchPage, crate::audit::ExportedRecord, crate::audit::VerifyReport,
+        crate::audit::NodeReport, crate::audit::Problem, crate::audit::ProblemKind,
+        crate::audit::ActorKind, crate::audit::Outcome
     )),
     modifiers(&BearerAuth)
 )]

@@ -6,6 +6,9 @@ use crate::audit::{ActorKind, AuditRecord, Checkpoint, Outcome};
 use crate::ids::TenantId;
 use crate::store::StoreError;
 
+/// Records per INSERT: 15 parameters each stays under SQLite's 32766.
+pub(crate) const INSERT_CHUNK: usize = 1000;
+
 pub(crate) const RECORD_COLUMNS: &str = "node_id, seq, version, at_us, event_type, actor_kind, \
      actor_id, tenant_id, outcome, origin, resource, request_id, reason, prev_hash, record_hash";
 
@@ -65,30 +68,41 @@ macro_rules! impl_audit_store {
                 checkpoint: Option<&$crate::audit::Checkpoint>,
             ) -> Result<(), $crate::store::StoreError> {
                 $crate::store::audit_sql::check_fits(records, checkpoint)?;
-                let mut tx = self.pool.begin().await?;
-                for chunk in records.chunks(500) {
-                    let mut insert = sqlx::QueryBuilder::new(format!(
-                        "INSERT INTO audit_events ({}) ",
-                        $crate::store::audit_sql::RECORD_COLUMNS
-                    ));
+                let columns = $crate::store::audit_sql::RECORD_COLUMNS;
+                let insert = |chunk: &[$crate::audit::AuditRecord]| {
+                    let mut insert =
+                        sqlx::QueryBuilder::new(format!("INSERT INTO audit_events ({columns}) "));
                     insert.push_values(chunk, |mut row, r| {
-                        row.push_bind(r.node_id.as_str())
+                        row.push_bind(r.node_id.clone())
                             .push_bind(r.seq as i64)
                             .push_bind(r.version)
                             .push_bind(r.at_us)
-                            .push_bind(r.event_type.as_str())
+                            .push_bind(r.event_type.clone())
                             .push_bind(r.actor_kind.as_str())
-                            .push_bind(r.actor_id.as_str())
+                            .push_bind(r.actor_id.clone())
                             .push_bind(r.tenant)
                             .push_bind(r.outcome.as_str())
-                            .push_bind(r.origin.as_deref())
-                            .push_bind(r.resource.as_deref())
-                            .push_bind(r.request_id.as_deref())
-                            .push_bind(r.reason.as_deref())
-                            .push_bind(&r.prev_hash[..])
-                            .push_bind(&r.record_hash[..]);
+                            .push_bind(r.origin.clone())
+                            .push_bind(r.resource.clone())
+                            .push_bind(r.request_id.clone())
+                            .push_bind(r.reason.clone())
+                            .push_bind(r.prev_hash.to_vec())
+                            .push_bind(r.record_hash.to_vec());
                     });
-                    insert.build().execute(&mut *tx).await?;
+                    insert
+                };
+                // One statement is its own transaction: the common batch
+                // (no checkpoint) costs one round trip.
+                let chunk_size = $crate::store::audit_sql::INSERT_CHUNK;
+                if checkpoint.is_none() && records.len() <= chunk_size {
+                    if !records.is_empty() {
+                        insert(records).build().execute(&self.pool).await?;
+                    }
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await?;
+                for chunk in records.chunks(chunk_size) {
+                    insert(chunk).build().execute(&mut *tx).await?;
                 }
                 if let Some(cp) = checkpoint {
                     sqlx::query(
@@ -220,11 +234,48 @@ macro_rules! impl_audit_store {
                     .map($crate::store::audit_sql::record_from_row)
                     .collect()
             }
+
+            async fn archive_audit(
+                &self,
+                archive: &$crate::store::AuditArchive,
+            ) -> Result<u64, $crate::store::StoreError> {
+                self.purge_archived(archive).await
+            }
         }
     };
 }
 
 pub(crate) use impl_audit_store;
+
+/// The archive row's values, checked to fit the columns.
+pub(crate) fn archive_values(
+    archive: &crate::store::AuditArchive,
+) -> Result<(i64, i64), StoreError> {
+    let through = i64::try_from(archive.through_seq).map_err(|_| StoreError::Internal)?;
+    let records = i64::try_from(archive.records).map_err(|_| StoreError::Internal)?;
+    Ok((through, records))
+}
+
+/// Inserts the archive row inside the caller's transaction.
+macro_rules! insert_archive_row {
+    ($tx:expr, $archive:expr, $through:expr, $records:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_archives \
+             (node_id, through_seq, archived_us, file_name, file_sha256, records) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($archive.node_id.as_str())
+        .bind($through)
+        .bind($archive.archived_us)
+        .bind($archive.file_name.as_str())
+        .bind(&$archive.file_sha256[..])
+        .bind($records)
+        .execute(&mut *$tx)
+        .await?
+    };
+}
+
+pub(crate) use insert_archive_row;
 
 /// Sequence numbers are stored as BIGINT; refuses what would not fit.
 pub(crate) fn check_fits(

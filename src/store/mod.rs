@@ -133,6 +133,23 @@ pub trait AuditStore: Send + Sync {
     async fn audit_archived_through(&self, node_id: &str) -> Result<Option<u64>, StoreError>;
     /// One page of records matching the query, by (time, node, sequence).
     async fn search_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError>;
+    /// Notes that an archive file holds a node's records up to a sealed
+    /// checkpoint and removes them, in one transaction. The database
+    /// itself refuses anything else (PostgreSQL: `audit_purge`; SQLite: a
+    /// trigger). Returns how many records were removed.
+    async fn archive_audit(&self, archive: &AuditArchive) -> Result<u64, StoreError>;
+}
+
+/// An archive file that took a node's records out of the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditArchive {
+    pub node_id: String,
+    /// The last record in the file; a sealed checkpoint stands at it.
+    pub through_seq: u64,
+    pub archived_us: i64,
+    pub file_name: String,
+    pub file_sha256: [u8; 32],
+    pub records: u64,
 }
 
 /// Principals and their credentials (src/auth). Calls that name a tenant

@@ -318,8 +318,11 @@ async fn a_restarted_writer_continues_its_chain(backend: Backend) {
     let store = db.store().await;
     for round in 0..2 {
         let task = writer(&store, "n1").await;
-        task.handle().record(event(round)).await.unwrap();
+        let handle = task.handle();
+        handle.record(event(round)).await.unwrap();
         task.stop().await;
+        // A stopped writer refuses, rather than losing events.
+        assert!(handle.record(event(9)).await.is_err());
     }
     let report = verify(&store).await;
     assert!(report.ok, "{report:?}");
@@ -482,20 +485,296 @@ async fn exports_hold_every_record_and_no_card_number(backend: Backend) {
     assert!(verify(&store).await.ok);
 }
 
-/// deploy/postgres-roles.sql: the service role may append and read the
+/// `voltvault audit verify` exits 0 on an intact trail and 1 naming the
+/// first bad record once it is tampered with; `export` writes an owner-only file.
+#[tokio::test]
+async fn the_audit_command_verifies_and_exports() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(Backend::Sqlite).await;
+    db.store().await.close().await;
+    let pki = crate::helpers::TestPki::new();
+    let config = pki.path("voltvault.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\nnode_id = \"cli-test\"\n[server]\nlisten = \"127.0.0.1:0\"\n\
+             [tls]\nclient_auth = \"none\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n[database]\nurl = \"{}\"\n\
+             [auth]\npepper_file = \"{}\"\n\
+             [keys]\nprovider = \"pkcs11\"\n[keys.pkcs11]\nmodule = \"{}\"\ntoken_label = \"{}\"\npin_file = \"{}\"\n",
+            pki.path("server.pem").display(),
+            pki.path("server.key").display(),
+            db.url,
+            pki.path("pepper").display(),
+            voltvault::keys::testing::SOFTHSM_MODULE,
+            pki.token.label,
+            pki.path("hsm.pin").display(),
+        ),
+    )
+    .unwrap();
+    // Checkpoints are sealed with the HSM's audit key: initialize the keys first.
+    let init = std::process::Command::new(env!("CARGO_BIN_EXE_voltvault"))
+        .args(["keys", "init", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_voltvault"))
+            .arg("audit")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&["verify"]);
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, stdout, _) = run(&["verify"]);
+    assert!(ok);
+    assert!(
+        stdout.contains("node cli-test.cli: ok, ")
+            && stdout.contains(" records checked from 1, sealed through "),
+        "{stdout}"
+    );
+
+    let file = pki.path("export.csv");
+    let (ok, _, stderr) = run(&[
+        "export",
+        "--format",
+        "csv",
+        "--output",
+        file.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let exported = std::fs::read_to_string(&file).unwrap();
+    assert!(exported.contains("audit.verify") && exported.contains("audit.export"));
+
+    let (ok, stdout, _) = run(&["search", "--type", "audit.verify", "--limit", "1"]);
+    assert!(ok);
+    let page: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        page["events"][0]["actor_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("os")
+    );
+    assert!(page["next_cursor"].is_string());
+
+    tamper(
+        &db,
+        &["UPDATE audit_events SET outcome = 'failure' WHERE node_id = 'cli-test.cli' AND seq = 2"],
+    )
+    .await;
+    let (ok, stdout, stderr) = run(&["verify"]);
+    assert!(!ok);
+    assert!(stdout.contains("BROKEN at record 2: Modified"), "{stdout}");
+    assert!(stderr.contains("failed verification"), "{stderr}");
+}
+
+/// Two service instances (own pools, own writers, node ids node-1 and
+/// node-2) on one PostgreSQL database under concurrent requests: each node
+/// keeps a verifiable chain.
+#[tokio::test]
+async fn two_services_on_one_postgres_keep_verifiable_chains() {
+    let one = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            c.node_id = Some("node-1".into());
+        },
+        None,
+    )
+    .await;
+    // Both nodes share the database and the HSM token, as in production.
+    let url = one.db.url.clone();
+    let keys = crate::helpers::test_config(&one.pki, &one.db).keys;
+    let pepper = one.pki.path("pepper");
+    let two = crate::helpers::spawn_app_with(
+        Backend::Postgres,
+        move |c| {
+            c.node_id = Some("node-2".into());
+            c.database.url = url;
+            c.keys = keys;
+            c.auth.pepper_file = Some(pepper);
+        },
+        None,
+    )
+    .await;
+    let session = one.staff_session(voltvault::auth::Role::Auditor).await;
+    let (client_one, client_two) = (one.bearer_client(&session), two.bearer_client(&session));
+    let mut requests = Vec::new();
+    for i in 0..120 {
+        let (client, url) = if i % 2 == 0 {
+            (
+                client_one.clone(),
+                one.url(&format!("/v1/audit/events?resource=tok_{i}")),
+            )
+        } else {
+            (
+                client_two.clone(),
+                two.url(&format!("/v1/audit/events?resource=tok_{i}")),
+            )
+        };
+        requests.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().status()
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    two.stop().await;
+    let report: serde_json::Value = client_one
+        .get(one.url("/v1/audit/verify"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let nodes: Vec<_> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["records_checked"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // At least audit.start and 60 searches each (plus start-up key and sign-in events).
+    assert_eq!(nodes.len(), 2, "{nodes:?}");
+    assert_eq!(
+        (nodes[0].0.as_str(), nodes[1].0.as_str()),
+        ("node-1", "node-2")
+    );
+    assert!(nodes.iter().all(|(_, n)| *n >= 62), "{nodes:?}");
+    one.stop().await;
+}
+
+/// With `[audit.syslog]`, every committed record also reaches the SIEM as
+/// an RFC 5424 message in an octet-counted frame over TLS.
+#[tokio::test]
+async fn records_are_forwarded_to_syslog_over_tls() {
+    use tokio::io::AsyncReadExt;
+    let collector_pki = crate::helpers::TestPki::new();
+    let tls = voltvault::http::tls::server_config(
+        &voltvault::config::TlsConfig {
+            cert_file: collector_pki.path("server.pem"),
+            key_file: collector_pki.path("server.key"),
+            client_auth: voltvault::config::ClientAuth::None,
+            client_ca_files: Vec::new(),
+        },
+        std::sync::Arc::new(voltvault::auth::charger::ChargerTrust::new(
+            voltvault::http::tls::provider(),
+            Vec::new(),
+        )),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (messages, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut stream = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            buffer.extend_from_slice(&chunk[..n]);
+            // Octet counting: "LEN SP MSG".
+            while let Some(space) = buffer.iter().position(|b| *b == b' ') {
+                let len: usize = std::str::from_utf8(&buffer[..space])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                if buffer.len() < space + 1 + len {
+                    break;
+                }
+                let message =
+                    String::from_utf8(buffer[space + 1..space + 1 + len].to_vec()).unwrap();
+                buffer.drain(..space + 1 + len);
+                let _ = messages.send(message);
+            }
+        }
+    });
+    let ca = collector_pki.path("ca.pem");
+    let app = crate::helpers::spawn_app_with(
+        Backend::Sqlite,
+        move |c| {
+            c.audit.syslog = Some(voltvault::config::SyslogConfig {
+                address: address.to_string(),
+                server_name: "localhost".into(),
+                ca_file: ca,
+            });
+        },
+        None,
+    )
+    .await;
+    let careless = AuditEvent {
+        reason: Some(format!("declined {PAN}")),
+        ..event(5)
+    };
+    app.audit.sink().record(careless).await.unwrap();
+    let first = received.recv().await.unwrap();
+    assert!(first.starts_with("<109>1 "), "{first}");
+    assert!(
+        first.contains(" test voltvault - audit.start [voltvault@32473 node=\"test\" seq=\"1\""),
+        "{first}"
+    );
+    // Key events from start-up come next; the careless event is the last one sent.
+    let mut second = received.recv().await.unwrap();
+    while !second.contains("token.detokenize") {
+        second = received.recv().await.unwrap();
+    }
+    assert!(
+        second.starts_with("<108>1 2025-11-24T16:00:05.000000Z test voltvault - token.detokenize "),
+        "{second}"
+    );
+    assert!(second.contains("resource=\"tok_5\""), "{second}");
+    assert!(
+        second.contains("[REDACTED PAN\\]") && !second.contains(PAN),
+        "{second}"
+    );
+    app.stop().await;
+}
+
+/// deploy/postgres-roles.sql and postgres-grants.sql: the service role may append and read the
 /// audit tables and nothing more, even where a trigger would be off.
 #[tokio::test]
 async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
     let db = TestDb::new(Backend::Postgres).await;
     let store = sealed_chain(&db).await;
     let mut admin = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    let script = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/postgres-roles.sql"
-    ))
-    .unwrap();
-    // Roles are cluster-wide; the script is idempotent, but not against itself running twice at once.
-    sqlx::raw_sql(&script).execute(&mut admin).await.unwrap();
+    // Roles are cluster-wide; the scripts are idempotent, but not against themselves running twice at once.
+    for script in ["postgres-roles.sql", "postgres-grants.sql"] {
+        let sql = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("deploy")
+                .join(script),
+        )
+        .unwrap();
+        sqlx::raw_sql(&sql).execute(&mut admin).await.unwrap();
+    }
     admin.close().await.unwrap();
 
     let service_url = db.url.replacen("postgres@", "voltvault@", 1);
@@ -530,6 +809,19 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
             .await
             .unwrap(),
     );
+    // Retention works for the service role, through audit_purge only.
+    let dir = tempfile::tempdir().unwrap();
+    let archived = voltvault::audit::retention::archive_node(
+        as_service.as_ref(),
+        sealer().as_ref(),
+        "n1",
+        at(0) + chrono::Duration::days(100),
+        dir.path(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!((archived.through_seq, archived.records), (21, 21));
     let task = writer(&as_service, "n2").await;
     task.handle().record(event(1)).await.unwrap();
     task.stop().await;
@@ -539,7 +831,211 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
     drop(store);
 }
 
+async fn auditors_search_export_and_verify_over_http(backend: Backend) {
+    let app = crate::helpers::spawn_app(backend).await;
+    let sink = app.audit.sink();
+    for i in 1..=5 {
+        sink.record(event(i)).await.unwrap();
+    }
+    let session = app.staff_session(voltvault::auth::Role::Auditor).await;
+    // Anyone else is turned away.
+    let anonymous = app
+        .client()
+        .get(app.url("/v1/audit/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let client = app.bearer_client(&session);
+    let get = |path: String| {
+        let client = client.clone();
+        async move { client.get(path).send().await.unwrap() }
+    };
+
+    let page: serde_json::Value = get(app.url("/v1/audit/events?type=token.detokenize&limit=2"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let resources: Vec<_> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(resources, ["tok_1", "tok_3"]);
+    assert_eq!(page["events"][0]["node_id"], "test");
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let next: serde_json::Value = get(app.url(&format!(
+        "/v1/audit/events?type=token.detokenize&limit=2&cursor={cursor}"
+    )))
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(next["events"][0]["resource"], "tok_5");
+    assert!(next["next_cursor"].is_null());
+
+    for (query, code) in [
+        ("limit=0", "invalid_limit"),
+        ("from=yesterday", "invalid_time"),
+        ("outcome=maybe", "invalid_outcome"),
+        ("cursor=xyz", "invalid_cursor"),
+    ] {
+        let response = get(app.url(&format!("/v1/audit/events?{query}"))).await;
+        assert_eq!(response.status(), 400, "{query}");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], code);
+    }
+
+    // A card number sent as a search term is masked in the read's own event.
+    let response = get(app.url(&format!("/v1/audit/events?resource={PAN}"))).await;
+    assert_eq!(response.status(), 200);
+
+    let response = get(app.url("/v1/audit/export?format=csv")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    let csv_body = response.bytes().await.unwrap();
+    assert!(csv_body.starts_with(b"node_id,seq,version,at,"));
+    let response = get(app.url("/v1/audit/export")).await;
+    assert_eq!(response.headers()["content-type"], "application/jsonl");
+    let jsonl = response.bytes().await.unwrap();
+    for body in [&csv_body[..], &jsonl[..]] {
+        assert!(!contains_bytes(body, PAN.as_bytes()));
+        assert!(contains_bytes(body, b"[REDACTED PAN]"));
+    }
+    let lines: Vec<serde_json::Value> = jsonl
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    let types: Vec<_> = lines
+        .iter()
+        .map(|l| l["event_type"].as_str().unwrap())
+        .collect();
+    assert!(types.contains(&"audit.start"));
+    // Two pages and the card-number search; refused queries read nothing.
+    assert_eq!(types.iter().filter(|t| **t == "audit.search").count(), 3);
+    assert_eq!(types.iter().filter(|t| **t == "audit.export").count(), 2);
+    let search = lines
+        .iter()
+        .find(|l| l["event_type"] == "audit.search")
+        .unwrap();
+    assert_eq!(search["actor_kind"], "anonymous");
+    assert!(search["origin"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(search["request_id"].is_string());
+
+    let report: serde_json::Value = get(app.url("/v1/audit/verify")).await.json().await.unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["nodes"][0]["node_id"], "test");
+    app.stop().await;
+}
+
+async fn old_records_are_archived_to_a_file_and_the_chain_still_verifies(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let fixed = FixedClock::new(at(0));
+    let clock: Arc<dyn Clock> = Arc::new(fixed.clone());
+    let audit_store: Arc<dyn voltvault::store::AuditStore> = store.clone();
+    let task = AuditWriter::start(
+        audit_store,
+        sealer(),
+        clock.clone(),
+        "n1",
+        manual_checkpoints(),
+    )
+    .await
+    .unwrap();
+    let sink = task.handle();
+    for i in 1..=20 {
+        sink.record(event(i)).await.unwrap();
+    }
+    sink.checkpoint().await.unwrap();
+    fixed.advance(chrono::Duration::days(95));
+    for i in 21..=25 {
+        sink.record(event(i)).await.unwrap();
+    }
+    sink.checkpoint().await.unwrap();
+    let log = AuditLog::new(store.clone(), sealer(), Arc::new(sink.clone()), clock);
+    let reader = Reader::command_line("auditor-1");
+    let dir = tempfile::tempdir().unwrap();
+
+    // A broken chain is kept where it is.
+    tamper(
+        &db,
+        &["UPDATE audit_events SET reason = 'x' WHERE node_id = 'n1' AND seq = 5"],
+    )
+    .await;
+    let refused = log.archive(&reader, dir.path()).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("record 5: Modified"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    tamper(
+        &db,
+        &["UPDATE audit_events SET reason = NULL WHERE node_id = 'n1' AND seq = 5"],
+    )
+    .await;
+
+    let archived = log.archive(&reader, dir.path()).await.unwrap();
+    assert_eq!(archived.len(), 1);
+    let a = &archived[0];
+    assert_eq!((a.first_seq, a.through_seq, a.records), (1, 21, 21));
+    assert_eq!(
+        std::fs::metadata(&a.file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let seqs: Vec<u64> = std::fs::read_to_string(&a.file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=21).collect::<Vec<_>>());
+
+    // Only the records after the archived checkpoint remain, and they verify from it.
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    let node = &report.nodes[0];
+    assert_eq!((node.first_seq, node.records_checked), (22, 6));
+    assert!(log.archive(&reader, dir.path()).await.unwrap().is_empty());
+
+    // The chain goes on after the archived part.
+    sink.record(event(26)).await.unwrap();
+    task.stop().await;
+    assert!(verify(&store).await.ok);
+}
+
+async fn two_writers_misconfigured_with_one_node_id_never_fork_the_chain(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let a = writer(&store, "same").await;
+    let b = writer(&store, "same").await;
+    // b read the head after a's start; a still believes its own head is current.
+    b.handle().record(event(1)).await.unwrap();
+    let refused = a.handle().record(event(2)).await;
+    assert!(refused.is_err(), "a stale head must not fork the chain");
+    // The failed writer re-reads the head and goes on from there.
+    a.handle().record(event(3)).await.unwrap();
+    b.handle().record(event(4)).await.unwrap_err();
+    b.handle().record(event(5)).await.unwrap();
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.nodes[0].records_checked, 5);
+}
+
 crate::on_both_databases!(
+    two_writers_misconfigured_with_one_node_id_never_fork_the_chain,
+    old_records_are_archived_to_a_file_and_the_chain_still_verifies,
+    auditors_search_export_and_verify_over_http,
     an_intact_chain_verifies,
     an_edited_field_is_named,
     a_deleted_record_is_named,

@@ -228,6 +228,7 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             pepper_file: Some(pki.path("pepper")),
             ..AuthConfig::default()
         },
+        audit: Default::default(),
     }
 }
 
@@ -237,6 +238,7 @@ pub struct TestApp {
     pub ops_addr: SocketAddr,
     pub running: Option<RunningApp>,
     pub store: Arc<dyn Store>,
+    pub audit: voltvault::audit::AuditLog,
     pub pki: TestPki,
     pub db: TestDb,
 }
@@ -279,6 +281,7 @@ pub async fn spawn_app_full(
         .unwrap();
     let store = app.store();
     let auth = app.auth();
+    let audit = app.audit();
     let running = app.start(extra_routes).await.unwrap();
     TestApp {
         auth,
@@ -286,6 +289,7 @@ pub async fn spawn_app_full(
         ops_addr: running.ops_addr,
         running: Some(running),
         store,
+        audit,
         pki,
         db,
     }
@@ -308,6 +312,66 @@ impl TestApp {
                 reqwest::Certificate::from_pem(self.pki.ca_pem.as_bytes()).unwrap(),
             )
             .resolve("localhost", self.addr)
+    }
+
+    /// Creates a staff member of `role` in a tenant of its own and signs
+    /// them in (password, then TOTP); returns the session token.
+    pub async fn staff_session(&self, role: voltvault::auth::Role) -> String {
+        use voltvault::auth::{Actor, Origin};
+        let password = "staff-pass-2026";
+        let tenant = format!("staff-{}", uuid::Uuid::new_v4().simple());
+        let tenant = &tenant[..20];
+        let t = self
+            .auth
+            .create_tenant(tenant, &Actor::cli(), &Origin::cli())
+            .await
+            .unwrap()
+            .id;
+        let username = format!("{}-{}", role.as_str(), &tenant[6..14]);
+        let (_, totp) = self
+            .auth
+            .create_user(
+                t,
+                &username,
+                role,
+                &voltvault::secret::SecretString::new(password.into()),
+                &Actor::cli(),
+                &Origin::cli(),
+            )
+            .await
+            .unwrap();
+        let totp = totp_rs::TOTP::from_url(totp.uri.as_str()).unwrap();
+        let c = self.client();
+        let body: serde_json::Value = c
+            .post(self.url("/v1/auth/login"))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let code = totp.generate_current().unwrap();
+        let body: serde_json::Value = c
+            .post(self.url("/v1/auth/mfa"))
+            .json(&serde_json::json!({"challenge": body["challenge"], "code": code}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["session_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A client that sends `token` as its bearer credential.
+    pub fn bearer_client(&self, token: &str) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        self.builder().default_headers(headers).build().unwrap()
     }
 
     /// A client that presents no certificate (an app using API keys).

@@ -8,6 +8,7 @@
 //! policy allowed.
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod meta;
 pub mod tokens;
@@ -237,6 +238,25 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/principals",
             perm(P::PrincipalsRead),
             admin::principals,
+        )
+        // audit trail (auditors)
+        .add(
+            Method::GET,
+            "/v1/audit/events",
+            perm(P::AuditRead),
+            audit::search,
+        )
+        .add(
+            Method::GET,
+            "/v1/audit/verify",
+            perm(P::AuditRead),
+            audit::verify,
+        )
+        .add(
+            Method::GET,
+            "/v1/audit/export",
+            perm(P::AuditRead),
+            audit::export,
         )
 }
 

@@ -42,6 +42,21 @@ impl PostgresStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+
+    /// Through `audit_purge`, the one delete path the service role has: it
+    /// runs as the owner and checks archive, checkpoint and age itself.
+    async fn purge_archived(&self, archive: &super::AuditArchive) -> Result<u64, StoreError> {
+        let (through, records) = super::audit_sql::archive_values(archive)?;
+        let mut tx = self.pool.begin().await?;
+        super::audit_sql::insert_archive_row!(tx, archive, through, records);
+        let removed: i64 = sqlx::query_scalar("SELECT audit_purge($1, $2)")
+            .bind(archive.node_id.as_str())
+            .bind(through)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        u64::try_from(removed).map_err(|_| StoreError::Internal)
+    }
 }
 
 super::common::impl_portable_stores!(PostgresStore);

@@ -40,6 +40,21 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// The delete trigger lets through only records an archive row covers.
+    async fn purge_archived(&self, archive: &super::AuditArchive) -> Result<u64, StoreError> {
+        let (through, records) = super::audit_sql::archive_values(archive)?;
+        let mut tx = self.pool.begin().await?;
+        super::audit_sql::insert_archive_row!(tx, archive, through, records);
+        let removed = sqlx::query("DELETE FROM audit_events WHERE node_id = $1 AND seq <= $2")
+            .bind(archive.node_id.as_str())
+            .bind(through)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(removed)
+    }
 }
 
 super::common::impl_portable_stores!(SqliteStore);

@@ -1,0 +1,24 @@
+-- PostgreSQL grants for voltvault, step 2 of 2 (see postgres-roles.sql).
+-- Run as a superuser after each `voltvault migrate`:
+--
+--   psql -v ON_ERROR_STOP=1 -d voltvault -f deploy/postgres-grants.sql
+--
+-- The service role may only INSERT and SELECT the audit tables. Its one
+-- way to remove audit records is audit_purge(), which runs as the owner and
+-- refuses anything not archived, sealed and older than the 90-day
+-- queryable window. Triggers reject UPDATE, DELETE and TRUNCATE even for
+-- the owner.
+
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
+GRANT USAGE ON SCHEMA public TO voltvault;
+
+-- Ordinary tables: the service reads and writes them.
+GRANT SELECT, INSERT, UPDATE, DELETE ON tenants, idempotency_keys TO voltvault;
+
+-- The audit trail: append and read, nothing else.
+REVOKE ALL ON audit_events, audit_checkpoints, audit_archives FROM voltvault;
+GRANT SELECT, INSERT ON audit_events, audit_checkpoints, audit_archives TO voltvault;
+GRANT EXECUTE ON FUNCTION audit_purge(TEXT, BIGINT) TO voltvault;
+
+-- The migration bookkeeping is the owner's alone.
+REVOKE ALL ON _sqlx_migrations FROM voltvault;
