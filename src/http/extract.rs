@@ -28,6 +28,29 @@ where
     }
 }
 
+/// Parses a JSON body already read as bytes (routes that hash the body for
+/// idempotency), with the same checks and problem codes as [`Json`].
+pub fn json_from_bytes<T: DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !is_json {
+        return Err(unsupported_media_type());
+    }
+    axum::Json::<T>::from_bytes(body)
+        .map(|axum::Json(value)| value)
+        .map_err(json_rejection)
+}
+
+fn unsupported_media_type() -> ApiError {
+    ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        .with_detail("send Content-Type: application/json")
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => {
@@ -50,7 +73,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// Keeps serde's description of what is wrong (a missing or unknown field)
 /// and drops any quoted input that could carry card data.
-pub(crate) fn field_error(text: &str) -> String {
+fn field_error(text: &str) -> String {
     let text = text
         .strip_prefix("Failed to deserialize the JSON body into the target type: ")
         .unwrap_or(text);

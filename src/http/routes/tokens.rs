@@ -15,6 +15,7 @@ use crate::card::{Card, Cvc, CvcVault};
 use crate::http::AppState;
 use crate::http::auth::RequestOrigin;
 use crate::http::error::ApiError;
+use crate::http::extract::json_from_bytes;
 use crate::http::idempotency;
 use crate::ids::TenantId;
 use crate::keys::KeyError;
@@ -110,31 +111,6 @@ fn caller(principal: &Principal, origin: &RequestOrigin) -> Caller {
     }
 }
 
-/// Parses a JSON body with the same problem codes as the `Json` extractor.
-fn parse_json<T: serde::de::DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !is_json {
-        return Err(
-            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
-                .with_detail("send Content-Type: application/json"),
-        );
-    }
-    serde_json::from_slice(body).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            ApiError::bad_request("malformed_json", "the body is not valid JSON")
-        } else {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
-                .with_detail(crate::http::extract::field_error(&e.to_string()))
-        }
-    })
-}
-
 pub fn service_error(error: TokenServiceError) -> ApiError {
     use TokenServiceError as E;
     match error {
@@ -148,10 +124,10 @@ pub fn service_error(error: TokenServiceError) -> ApiError {
         E::Deleted => ApiError::new(StatusCode::GONE, "token_deleted"),
         E::FormatUnavailable(_) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format_unavailable")
-                .with_detail(error_text(&error))
+                .with_detail(error.to_string())
         }
         E::Metadata(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata")
-            .with_detail(error_text(&error)),
+            .with_detail(error.to_string()),
         E::Keys(KeyError::Unavailable) => ApiError::unavailable("key_provider_unavailable"),
         E::Keys(e) => {
             tracing::error!(code = e.code(), "key layer failed");
@@ -161,10 +137,6 @@ pub fn service_error(error: TokenServiceError) -> ApiError {
         E::Store(_) | E::Exhausted => ApiError::internal(),
         E::Audit(_) => ApiError::unavailable("audit_unavailable"),
     }
-}
-
-fn error_text(e: &TokenServiceError) -> String {
-    e.to_string()
 }
 
 /// Parses and checks a card, keeping the CVC apart.
@@ -217,6 +189,38 @@ async fn tokenize_one(
     })
 }
 
+/// The shell of a mutating JSON route: at most once per Idempotency-Key,
+/// then the body parsed and handed to `work`.
+async fn once_with_json<T, F, Fut>(
+    state: &AppState,
+    principal: &Principal,
+    headers: &HeaderMap,
+    path: &str,
+    body: &[u8],
+    work: F,
+) -> Response
+where
+    T: serde::de::DeserializeOwned,
+    F: FnOnce(T) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    idempotency::once(
+        state,
+        principal,
+        headers,
+        &Method::POST,
+        path,
+        body,
+        || async {
+            match json_from_bytes::<T>(headers, body) {
+                Ok(parsed) => work(parsed).await,
+                Err(e) => e.into_response(),
+            }
+        },
+    )
+    .await
+}
+
 /// Tokenize a card.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenizeBody,
     params(("Idempotency-Key" = String, Header, description = "required on every mutating request")),
@@ -230,18 +234,13 @@ pub async fn tokenize(
     body: Bytes,
 ) -> Response {
     let caller = caller(&principal, &origin);
-    idempotency::once(
+    once_with_json(
         &state,
         &principal,
         &headers,
-        &Method::POST,
         uri.path(),
         &body,
-        || async {
-            let parsed: TokenizeBody = match parse_json(&headers, &body) {
-                Ok(b) => b,
-                Err(e) => return e.into_response(),
-            };
+        |parsed: TokenizeBody| async {
             match tokenize_one(&state, &caller, parsed).await {
                 Ok(response) => (StatusCode::CREATED, axum::Json(response)).into_response(),
                 Err(e) => service_error(e).into_response(),
@@ -264,18 +263,13 @@ pub async fn batch(
     body: Bytes,
 ) -> Response {
     let caller = caller(&principal, &origin);
-    idempotency::once(
+    once_with_json(
         &state,
         &principal,
         &headers,
-        &Method::POST,
         uri.path(),
         &body,
-        || async {
-            let parsed: BatchBody = match parse_json(&headers, &body) {
-                Ok(b) => b,
-                Err(e) => return e.into_response(),
-            };
+        |parsed: BatchBody| async {
             if parsed.items.is_empty() || parsed.items.len() > MAX_BATCH {
                 return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "batch_size")
                     .with_detail(format!("items: 1 to {MAX_BATCH} cards"))
