@@ -2,8 +2,9 @@
 //! work and stores its response; a replay gets the stored response; the same
 //! key with a different body is refused.
 //!
-//! Responses that carry card data (detokenize) must never be stored here:
-//! those calls are reads and take no idempotency key.
+//! Responses are stored as they were sent, so a response that carries card
+//! data (detokenize) or a credential shown once (a new API key, a session
+//! token) must never go through here: those routes take no idempotency key.
 
 use chrono::{DateTime, Utc};
 use ring::digest;

@@ -175,6 +175,40 @@ macro_rules! impl_portable_stores {
 
 pub(crate) use impl_portable_stores;
 
+/// Implements [`crate::store::Store`] for an adapter with a `pool` field;
+/// `$migrator` is the adapter's embedded migrations.
+macro_rules! impl_store {
+    ($store:ty, $backend:expr, $migrator:ident) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            fn backend(&self) -> $crate::config::DatabaseBackend {
+                $backend
+            }
+
+            fn data_key_store(
+                self: std::sync::Arc<Self>,
+            ) -> std::sync::Arc<dyn $crate::store::DataKeyStore> {
+                self
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn migrate(&self) -> Result<usize, $crate::store::MigrateError> {
+                $crate::store::apply_migrations(&$migrator, &self.pool).await
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
 pub(crate) fn tenant_from_row<R>(row: &R) -> Result<crate::tenants::Tenant, super::StoreError>
 where
     R: sqlx::Row,

@@ -4,10 +4,9 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
-use super::{ConnectError, MigrateError, Store, StoreError, describe_connect_error};
+use super::{ConnectError, StoreError, describe_connect_error};
 use crate::config::DatabaseBackend;
 use crate::secret::SecretString;
 
@@ -65,26 +64,4 @@ super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 
-#[async_trait]
-impl Store for PostgresStore {
-    fn backend(&self) -> DatabaseBackend {
-        DatabaseBackend::Postgres
-    }
-
-    fn data_key_store(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn super::DataKeyStore> {
-        self
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self) -> Result<usize, MigrateError> {
-        super::apply_migrations(&MIGRATOR, &self.pool).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
+super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

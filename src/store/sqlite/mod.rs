@@ -4,12 +4,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::{ConnectError, MigrateError, Store, StoreError, describe_connect_error};
+use super::{ConnectError, StoreError, describe_connect_error};
 use crate::config::DatabaseBackend;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -63,26 +62,4 @@ super::audit_sql::impl_audit_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> DatabaseBackend {
-        DatabaseBackend::Sqlite
-    }
-
-    fn data_key_store(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn super::DataKeyStore> {
-        self
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
-    async fn migrate(&self) -> Result<usize, MigrateError> {
-        super::apply_migrations(&MIGRATOR, &self.pool).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-}
+super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);
