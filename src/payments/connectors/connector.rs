@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::{
     Acquirer, AcquirerError, Authorization, AuthorizeRequest, Capture, CaptureRequest, CardSource,
-    IncrementRequest, Refund, RefundRequest, Void, VoidRequest, check_idempotency_key,
-    check_positive,
+    HoldLookup, HoldStatus, IncrementRequest, Refund, RefundRequest, Void, VoidRequest,
+    check_idempotency_key, check_positive,
 };
 use crate::audit::{AuditEvent, AuditSink, Outcome};
 use crate::clock::Clock;
@@ -115,5 +115,12 @@ impl Connector {
         check_idempotency_key(&request.idempotency_key)?;
         check_positive(request.amount)?;
         self.acquirer.refund(request).await
+    }
+
+    pub async fn find_hold(
+        &self,
+        lookup: HoldLookup<'_>,
+    ) -> Result<Option<HoldStatus>, AcquirerError> {
+        self.acquirer.find_hold(lookup).await
     }
 }

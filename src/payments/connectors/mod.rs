@@ -98,6 +98,46 @@ pub struct Refund {
     pub refunded: Money,
 }
 
+/// Where a hold stands at the acquirer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldState {
+    /// Held and not yet captured or released.
+    Authorized,
+    /// Captured (refunds may have followed).
+    Captured,
+    /// Released without capture.
+    Voided,
+    /// Never held: the authorization was declined or failed.
+    Failed,
+}
+
+/// What the acquirer knows of a hold: how recovery learns the outcome of a
+/// call whose answer was lost, before deciding whether to send it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldStatus {
+    /// The acquirer's reference for the hold ([`Authorization::reference`]).
+    pub auth_ref: String,
+    pub state: HoldState,
+    /// The amount held now (after increments).
+    pub authorized: Money,
+    /// Zero unless captured.
+    pub captured: Money,
+    /// What refunds name ([`Capture::reference`]), once captured.
+    pub capture_ref: Option<String>,
+    /// The sum of every refund of the capture.
+    pub refunded: Money,
+}
+
+/// How to find a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldLookup<'a> {
+    /// By the acquirer's reference, once an authorization answered.
+    AuthRef(&'a str),
+    /// By our reference ([`AuthorizeRequest::reference`], the payment
+    /// session id), when the authorization's answer never arrived.
+    Reference(&'a str),
+}
+
 /// Why a request was refused before or by the acquirer, other than a decline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InvalidReason {
@@ -230,6 +270,10 @@ pub trait Acquirer: Send + Sync {
     async fn void(&self, request: VoidRequest) -> Result<Void, AcquirerError>;
 
     async fn refund(&self, request: RefundRequest) -> Result<Refund, AcquirerError>;
+
+    /// The hold as the acquirer sees it now; `None` if it has no such hold.
+    /// Read-only, so it is safe to retry.
+    async fn find_hold(&self, lookup: HoldLookup<'_>) -> Result<Option<HoldStatus>, AcquirerError>;
 }
 
 /// Keys go into HTTP headers and logs: 1 to 200 visible ASCII characters,

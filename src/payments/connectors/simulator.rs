@@ -398,6 +398,13 @@ impl Acquirer for Simulator {
             },
         )
     }
+
+    async fn find_hold(
+        &self,
+        _lookup: super::HoldLookup<'_>,
+    ) -> Result<Option<super::HoldStatus>, AcquirerError> {
+        Err(AcquirerError::Unsupported)
+    }
 }
 
 #[cfg(test)]

@@ -492,6 +492,13 @@ impl Acquirer for StripeConnector {
             })
             .await
     }
+
+    async fn find_hold(
+        &self,
+        _lookup: super::HoldLookup<'_>,
+    ) -> Result<Option<super::HoldStatus>, AcquirerError> {
+        Err(AcquirerError::Unsupported)
+    }
 }
 
 #[cfg(test)]
