@@ -20,7 +20,7 @@ use crate::auth::keys::PepperKeys;
 use crate::auth::ratelimit::RateLimitSettings;
 use crate::auth::{AuthService, AuthSettings, Policy};
 use crate::clock::Environment;
-use crate::config::{Config, ConfigError, Mode, SyslogConfig};
+use crate::config::{AcquirerKind, Config, ConfigError, Mode, SyslogConfig};
 use crate::http::metrics::Metrics;
 use crate::http::ops::{KeyProviderReadiness, ReadinessCheck, StoreReadiness, ops_router};
 use crate::http::tls::TlsSetupError;
@@ -30,6 +30,12 @@ use crate::keys::setup::{
 };
 use crate::keys::software::Unseal;
 use crate::keys::{KeyError, KeyManager, KeyProvider};
+use crate::payments::connectors::simulator::Simulator;
+use crate::payments::connectors::stripe::{StripeConfig, StripeConnector};
+use crate::payments::connectors::{Acquirer, Connector};
+use crate::payments::service::{PaymentService, PaymentSettings};
+use crate::payments::session::HoldRules;
+use crate::payments::tariffs::TariffCatalog;
 use crate::store::{self, ConnectError, MigrateError, Store};
 use crate::tokens::service::TokenService;
 
@@ -52,6 +58,8 @@ pub enum StartError {
     Policy(#[from] crate::auth::policy::PolicyError),
     #[error(transparent)]
     AuthKeys(#[from] crate::auth::keys::AuthKeyError),
+    #[error("payments: {0}")]
+    Payments(String),
     #[error("charger CAs: cannot load them from the database ({0})")]
     ChargerCas(crate::store::StoreError),
     #[error("{key}: cannot listen on {addr}: {reason}")]
@@ -76,6 +84,57 @@ pub struct App {
     auth: Arc<AuthService>,
     /// Where audit events go: the durable writer, with an observer if one was given.
     audit_sink: Arc<dyn AuditSink>,
+    /// The configured acquirer and the tariffs sessions are priced with.
+    acquirer: Option<Arc<dyn Acquirer>>,
+    tariffs: Arc<TariffCatalog>,
+}
+
+/// The acquirer named in `[payments]`, if any.
+pub fn open_acquirer(
+    config: &Config,
+    env: &Environment,
+) -> Result<Option<Arc<dyn Acquirer>>, StartError> {
+    let Some(kind) = config.payments.acquirer else {
+        return Ok(None);
+    };
+    Ok(Some(match kind {
+        AcquirerKind::Simulator => Arc::new(Simulator::new(env.clock.clone())),
+        AcquirerKind::Stripe => {
+            let settings = config
+                .payments
+                .stripe
+                .as_ref()
+                .ok_or_else(|| StartError::Payments("[payments.stripe] is missing".into()))?;
+            let key = config.stripe_api_key()?;
+            let mut stripe = StripeConfig::production(key);
+            if let Some(base_url) = &settings.base_url {
+                let host = url::Url::parse(base_url)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .ok_or_else(|| {
+                        StartError::Payments("payments.stripe.base_url: not a URL".into())
+                    })?;
+                stripe.base_url = base_url.clone();
+                stripe.allowed_hosts = vec![host];
+                // Plain HTTP to a local Stripe-compatible server, never in production.
+                stripe.allow_loopback_http = config.mode == Mode::Development;
+            }
+            stripe.incremental_authorization = settings.incremental_authorization;
+            stripe.request_timeout = Duration::from_secs(settings.request_timeout_secs);
+            Arc::new(
+                StripeConnector::new(stripe, env.clock.clone())
+                    .map_err(|e| StartError::Payments(e.to_string()))?,
+            )
+        }
+    }))
+}
+
+/// The tariffs in `payments.tariffs_file` (none without one).
+pub fn load_tariffs(config: &Config) -> Result<Arc<TariffCatalog>, StartError> {
+    Ok(Arc::new(match &config.payments.tariffs_file {
+        Some(path) => TariffCatalog::load(path).map_err(|e| StartError::Payments(e.to_string()))?,
+        None => TariffCatalog::default(),
+    }))
 }
 
 /// The policy named in the configuration, or the one built in.
@@ -168,7 +227,11 @@ impl App {
         };
         let auth = auth_service(&config, store.clone(), env.clone(), audit_sink.clone()).await?;
         let tls = crate::http::tls::server_config(&config.tls, auth.chargers().clone())?;
+        let acquirer = open_acquirer(&config, &env)?;
+        let tariffs = load_tariffs(&config)?;
         Ok(Self {
+            acquirer,
+            tariffs,
             config,
             store,
             env,
@@ -211,7 +274,32 @@ impl App {
             audit.clone(),
             self.env.clone(),
         ));
+        let cvcs = crate::http::routes::tokens::new_cvc_vault(&self.env);
+        let payments = self.acquirer.clone().map(|acquirer| {
+            let p = &self.config.payments;
+            Arc::new(PaymentService::new(
+                self.store.clone(),
+                Connector::new(acquirer, audit.clone(), self.env.clock.clone()),
+                tokens.clone(),
+                cvcs.clone(),
+                self.tariffs.clone(),
+                audit.clone(),
+                self.env.clone(),
+                PaymentSettings {
+                    rules: HoldRules {
+                        near_percent: p.increment_at_percent,
+                        max_total: p.max_authorized_minor_units,
+                    },
+                    max_hold: p.max_hold_minor_units,
+                    lease: chrono::Duration::seconds(
+                        i64::try_from(p.intent_lease_secs).unwrap_or(i64::MAX / 1000),
+                    ),
+                    max_session_age: chrono::Duration::hours(i64::from(p.max_session_hours)),
+                },
+            ))
+        });
         let state = AppState {
+            payments: payments.clone(),
             store: self.store.clone(),
             auth: self.auth.clone(),
             env: self.env.clone(),
@@ -219,7 +307,7 @@ impl App {
             keys: self.keys.clone(),
             audit,
             tokens,
-            cvcs: crate::http::routes::tokens::new_cvc_vault(&self.env),
+            cvcs,
             audit_log: self.audit_log.clone(),
         };
         let limits = EdgeLimits {
@@ -249,6 +337,14 @@ impl App {
             TOKEN_SWEEP,
             shutdown.clone(),
         ));
+        let mut tasks = Vec::new();
+        if let Some(payments) = payments {
+            tasks.push(tokio::spawn(crate::payments::recovery::run(
+                payments,
+                Duration::from_secs(self.config.payments.recovery_interval_secs),
+                shutdown.clone(),
+            )));
+        }
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -269,7 +365,10 @@ impl App {
             api_addr,
             ops_addr,
             shutdown,
-            tasks: vec![api_task, ops_task, refresh, sweep],
+            tasks: {
+                tasks.extend([api_task, ops_task, refresh, sweep]);
+                tasks
+            },
             store: self.store,
             audit: self.audit,
         })

@@ -23,7 +23,9 @@ pub const HSM_PIN_ENV: &str = "VOLTVAULT_HSM_PIN";
 pub const KEK_PASSPHRASE_ENV: &str = "VOLTVAULT_KEK_PASSPHRASE";
 pub const KEK_SHARES_ENV: &str = "VOLTVAULT_KEK_SHARES";
 pub const AUTH_PEPPER_ENV: &str = crate::auth::keys::PEPPER_ENV;
+pub const STRIPE_API_KEY_ENV: &str = "VOLTVAULT_STRIPE_API_KEY";
 const SECRET_ENV_KEYS: &[&str] = &[
+    "stripe_api_key",
     "database_password",
     "hsm_pin",
     "kek_passphrase",
@@ -54,6 +56,106 @@ pub struct Config {
     pub auth: AuthConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+}
+
+/// Which acquirer payment sessions go to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AcquirerKind {
+    /// Built in; development only.
+    Simulator,
+    Stripe,
+}
+
+/// EV payment sessions. Without an acquirer the payment routes answer 503.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    #[serde(default)]
+    pub acquirer: Option<AcquirerKind>,
+    #[serde(default)]
+    pub stripe: Option<StripeSettings>,
+    /// A JSON array of OCPI 2.2.1 tariffs sessions may name.
+    #[serde(default)]
+    pub tariffs_file: Option<PathBuf>,
+    /// The largest first hold a charger may ask for, in minor units.
+    #[serde(default = "default_max_hold")]
+    pub max_hold_minor_units: i64,
+    /// Increments never raise a hold beyond this, in minor units.
+    #[serde(default = "default_max_authorized")]
+    pub max_authorized_minor_units: i64,
+    /// Raise the hold (or stop the charger) when the cost reaches this
+    /// percentage of it.
+    #[serde(default = "default_increment_at")]
+    pub increment_at_percent: u8,
+    /// Holds not completed after this many hours are released.
+    #[serde(default = "default_max_session_hours")]
+    pub max_session_hours: u32,
+    /// How long the node that made an acquirer call owns it before
+    /// recovery on any node may settle it. Longer than an acquirer call
+    /// with its retries.
+    #[serde(default = "default_intent_lease")]
+    pub intent_lease_secs: u64,
+    /// How often each node looks for calls to recover and holds to expire.
+    #[serde(default = "default_recovery_interval")]
+    pub recovery_interval_secs: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self {
+            acquirer: None,
+            stripe: None,
+            tariffs_file: None,
+            max_hold_minor_units: default_max_hold(),
+            max_authorized_minor_units: default_max_authorized(),
+            increment_at_percent: default_increment_at(),
+            max_session_hours: default_max_session_hours(),
+            intent_lease_secs: default_intent_lease(),
+            recovery_interval_secs: default_recovery_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StripeSettings {
+    /// Defaults to Stripe's API. `http://` only to loopback, never in production.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// File holding the secret or restricted key (or set VOLTVAULT_STRIPE_API_KEY).
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Ask for incremental authorization where the card allows it.
+    #[serde(default = "default_true")]
+    pub incremental_authorization: bool,
+    /// One HTTP attempt, connection included.
+    #[serde(default = "default_stripe_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+fn default_max_hold() -> i64 {
+    15_000
+}
+fn default_max_authorized() -> i64 {
+    50_000
+}
+fn default_increment_at() -> u8 {
+    80
+}
+fn default_max_session_hours() -> u32 {
+    24
+}
+fn default_intent_lease() -> u64 {
+    120
+}
+fn default_recovery_interval() -> u64 {
+    10
+}
+fn default_stripe_timeout() -> u64 {
+    20
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -410,6 +512,7 @@ impl Config {
                 "must be between 1 and 300",
             ));
         }
+        self.validate_payments()?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return Err(invalid(
                 "audit",
@@ -596,6 +699,79 @@ impl Config {
             }
             None => Ok(None),
         }
+    }
+
+    pub fn stripe_api_key(&self) -> Result<SecretString, ConfigError> {
+        if let Ok(value) = std::env::var(STRIPE_API_KEY_ENV) {
+            return Ok(SecretString::new(value));
+        }
+        let path = self
+            .payments
+            .stripe
+            .as_ref()
+            .and_then(|s| s.api_key_file.as_ref())
+            .ok_or_else(|| {
+                invalid(
+                    "payments.stripe.api_key_file",
+                    "required (or set VOLTVAULT_STRIPE_API_KEY)",
+                )
+            })?;
+        SecretString::from_file(path).map_err(|source| ConfigError::SecretFile {
+            key: "payments.stripe.api_key_file",
+            source,
+        })
+    }
+
+    fn validate_payments(&self) -> Result<(), ConfigError> {
+        let p = &self.payments;
+        if p.acquirer == Some(AcquirerKind::Simulator) && self.mode == Mode::Production {
+            return Err(invalid(
+                "payments.acquirer",
+                "the simulator is for development; use stripe in production",
+            ));
+        }
+        if p.acquirer == Some(AcquirerKind::Stripe) && p.stripe.is_none() {
+            return Err(invalid(
+                "payments.stripe",
+                "acquirer is stripe but [payments.stripe] is missing",
+            ));
+        }
+        if let Some(stripe) = &p.stripe
+            && (stripe.request_timeout_secs == 0 || stripe.request_timeout_secs > 120)
+        {
+            return Err(invalid(
+                "payments.stripe.request_timeout_secs",
+                "must be between 1 and 120",
+            ));
+        }
+        if let Some(path) = &p.tariffs_file {
+            require_file("payments.tariffs_file", path)?;
+        }
+        if p.max_hold_minor_units < 1 || p.max_authorized_minor_units < p.max_hold_minor_units {
+            return Err(invalid(
+                "payments.max_hold_minor_units",
+                "must be at least 1 and at most max_authorized_minor_units",
+            ));
+        }
+        if !(50..=100).contains(&p.increment_at_percent) {
+            return Err(invalid(
+                "payments.increment_at_percent",
+                "must be between 50 and 100",
+            ));
+        }
+        if p.max_session_hours == 0 || p.max_session_hours > 24 * 7 {
+            return Err(invalid(
+                "payments.max_session_hours",
+                "must be between 1 and 168 (acquirers release holds after about 7 days)",
+            ));
+        }
+        if p.intent_lease_secs == 0 || p.recovery_interval_secs == 0 {
+            return Err(invalid(
+                "payments",
+                "intent_lease_secs and recovery_interval_secs must be positive",
+            ));
+        }
+        Ok(())
     }
 
     pub fn node_id(&self) -> String {

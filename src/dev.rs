@@ -190,6 +190,10 @@ pub async fn prepare(
         let pepper = crate::auth::keys::PepperKeys::generate_hex(&crate::clock::OsRandom);
         crate::devpki::write_file(&pepper_file, pepper.expose_secret(), 0o600)?;
     }
+    let tariffs_file = data_dir.join("tariffs.json");
+    if !tariffs_file.is_file() {
+        write_file(&tariffs_file, crate::payments::tariffs::DEMO_TARIFFS, 0o600)?;
+    }
     let config = Config {
         version: crate::config::CONFIG_VERSION,
         mode: Mode::Development,
@@ -225,6 +229,11 @@ pub async fn prepare(
             ..AuthConfig::default()
         },
         audit: crate::config::AuditConfig::default(),
+        payments: crate::config::PaymentsConfig {
+            acquirer: Some(crate::config::AcquirerKind::Simulator),
+            tariffs_file: Some(tariffs_file),
+            ..crate::config::PaymentsConfig::default()
+        },
     };
     Ok((Config::from_defaults(&config)?, unseal))
 }

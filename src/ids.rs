@@ -57,6 +57,11 @@ typed_id!(
 );
 
 typed_id!(
+    /// An EV payment session: one hold, its meter readings and its capture.
+    PaymentSessionId
+);
+
+typed_id!(
     /// A staff user (operator, auditor, admin).
     UserId
 );

@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, audit, auth, meta, tokens};
+use super::routes::{admin, audit, auth, meta, payments, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use super::routes::{admin, audit, auth, meta, tokens};
     paths(
         meta::healthz, meta::openapi_json, meta::whoami,
         tokens::tokenize, tokens::batch, tokens::get_token, tokens::delete_token, tokens::detokenize,
+        payments::create, payments::get, payments::meter, payments::complete, payments::cancel,
+        payments::refund,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
@@ -31,6 +33,10 @@ use super::routes::{admin, audit, auth, meta, tokens};
         tokens::BatchResponse, tokens::BatchItemResult, tokens::ItemError,
         tokens::DetokenizeResponse, tokens::DetokenizedCard,
         crate::tokens::service::TokenView, crate::tokens::service::CardSummary,
+        payments::CreateSessionBody, payments::PaymentMethodBody, payments::MeterBody,
+        payments::CompleteBody, payments::CancelBody, payments::RefundBody,
+        crate::payments::service::SessionView, crate::payments::session::SessionStatus,
+        crate::payments::session::MeterAction, crate::money::Money,
         crate::audit::SearchPage, crate::audit::ExportedRecord, crate::audit::VerifyReport,
         crate::audit::NodeReport, crate::audit::Problem, crate::audit::ProblemKind,
         crate::audit::ActorKind, crate::audit::Outcome

@@ -1,3 +1,9 @@
-//! Payments: the acquirer connectors (the payment-session state machine will live beside them).
+//! Payments: EV payment sessions (pre-authorization hold, metering,
+//! capture, refunds) on top of the acquirer connectors.
 
 pub mod connectors;
+pub mod recovery;
+pub mod service;
+pub mod session;
+pub mod tariffs;
+mod vault_card;

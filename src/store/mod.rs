@@ -6,6 +6,7 @@ mod audit_sql;
 mod auth_sql;
 mod common;
 pub mod data_keys;
+pub mod payments;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
@@ -275,6 +276,7 @@ pub trait Store:
     + AuditStore
     + AuthStore
     + tokens::TokenStore
+    + payments::PaymentStore
     + Send
     + Sync
 {

@@ -23,6 +23,9 @@ pub use error::TokenError;
 pub use layout::KeptDigits;
 pub use value::TokenValue;
 
+/// CVCs held between tokenization and the first authorization, by tenant and token.
+pub type TokenCvcs = crate::card::CvcVault<(crate::ids::TenantId, String)>;
+
 /// How a tenant's tokens are made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

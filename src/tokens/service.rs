@@ -243,6 +243,26 @@ impl TokenService {
         })
     }
 
+    /// The card behind a token, for an acquirer call only: the connector
+    /// records the decryption in the audit trail (`card.decrypt`) before
+    /// the card leaves, so this does not audit it a second time.
+    pub(crate) async fn open_for_charge(
+        &self,
+        tenant: TenantId,
+        token: &str,
+    ) -> Result<(Pan, Expiry), TokenServiceError> {
+        let stored = self.live(tenant, token).await?;
+        let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
+        let opened = self
+            .keys
+            .open(&tenant.to_string(), &stored.token, sealed)
+            .await?;
+        let (number, _) = decode_card(opened.expose_secret())?;
+        let pan = Pan::parse(number.expose_secret())?;
+        let expiry = Expiry::new(u32::from(stored.exp_month), u32::from(stored.exp_year))?;
+        Ok((pan, expiry))
+    }
+
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<(), TokenServiceError> {
         self.live(caller.tenant, token).await?;

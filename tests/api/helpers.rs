@@ -11,8 +11,9 @@ use axum::Router;
 use voltvault::app::{App, RunningApp};
 use voltvault::clock::Environment;
 use voltvault::config::{
-    AuthConfig, ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig, LogFormat,
-    LoggingConfig, Mode, OpsConfig, Pkcs11Settings, ServerConfig, TlsConfig,
+    AcquirerKind, AuthConfig, ClientAuth, Config, DatabaseConfig, KeyProviderKind, KeysConfig,
+    LogFormat, LoggingConfig, Mode, OpsConfig, PaymentsConfig, Pkcs11Settings, ServerConfig,
+    TlsConfig,
 };
 use voltvault::devpki::{DevCa, write_file};
 use voltvault::keys::testing::{SOFTHSM_MODULE, TestToken};
@@ -79,6 +80,22 @@ impl TestDb {
     /// The SQLite file, for tests that scan it.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.path().join("voltvault.db"))
+    }
+
+    /// How many rows `table` holds (a name from the migrations, never input).
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        use sqlx::Connection;
+        let sql = format!("SELECT count(*) FROM {table}");
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap()
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap()
+            }
+        }
     }
 
     /// A migrated store on this database.
@@ -164,6 +181,12 @@ impl TestPki {
         )
         .unwrap();
         write_file(&dir.path().join("pepper"), &"5a".repeat(32), 0o600).unwrap();
+        write_file(
+            &dir.path().join("tariffs.json"),
+            voltvault::payments::tariffs::DEMO_TARIFFS,
+            0o600,
+        )
+        .unwrap();
         Self {
             dir,
             token,
@@ -229,6 +252,11 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             ..AuthConfig::default()
         },
         audit: Default::default(),
+        payments: PaymentsConfig {
+            acquirer: Some(AcquirerKind::Simulator),
+            tariffs_file: Some(pki.path("tariffs.json")),
+            ..PaymentsConfig::default()
+        },
     }
 }
 
@@ -318,7 +346,7 @@ impl TestApp {
     /// them in (password, then TOTP); returns the session token.
     pub async fn staff_session(&self, role: voltvault::auth::Role) -> String {
         use voltvault::auth::{Actor, Origin};
-        let password = "staff-pass-2026";
+
         let tenant = format!("staff-{}", uuid::Uuid::new_v4().simple());
         let tenant = &tenant[..20];
         let t = self
@@ -327,7 +355,22 @@ impl TestApp {
             .await
             .unwrap()
             .id;
-        let username = format!("{}-{}", role.as_str(), &tenant[6..14]);
+        self.staff_session_in(t, role).await
+    }
+
+    /// Like [`TestApp::staff_session`], for a staff member of tenant `t`.
+    pub async fn staff_session_in(
+        &self,
+        t: voltvault::ids::TenantId,
+        role: voltvault::auth::Role,
+    ) -> String {
+        use voltvault::auth::{Actor, Origin};
+        let password = "staff-pass-2026";
+        let username = format!(
+            "{}-{}",
+            role.as_str(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let (_, totp) = self
             .auth
             .create_user(

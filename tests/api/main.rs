@@ -14,5 +14,6 @@ mod binary;
 mod connectors;
 mod edge;
 mod keys;
+mod payments;
 mod store;
 mod tokens;

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod meta;
+pub mod payments;
 pub mod tokens;
 
 use axum::Router;
@@ -132,6 +133,43 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/tokens/{token}/detokenize",
             perm(P::TokensDetokenize),
             tokens::detokenize,
+        )
+        // EV payment sessions
+        .add(
+            Method::POST,
+            "/v1/payment-sessions",
+            perm(P::PaymentsCreate),
+            payments::create,
+        )
+        .add(
+            Method::GET,
+            "/v1/payment-sessions/{id}",
+            perm(P::PaymentsRead),
+            payments::get,
+        )
+        .add(
+            Method::POST,
+            "/v1/payment-sessions/{id}/meter",
+            perm(P::PaymentsMeter),
+            payments::meter,
+        )
+        .add(
+            Method::POST,
+            "/v1/payment-sessions/{id}/complete",
+            perm(P::PaymentsComplete),
+            payments::complete,
+        )
+        .add(
+            Method::POST,
+            "/v1/payment-sessions/{id}/cancel",
+            perm(P::PaymentsCancel),
+            payments::cancel,
+        )
+        .add(
+            Method::POST,
+            "/v1/payment-sessions/{id}/refunds",
+            perm(P::PaymentsRefund),
+            payments::refund,
         )
         // staff sign-in
         .add(Method::POST, "/v1/auth/login", Access::Public, auth::login)

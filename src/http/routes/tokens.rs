@@ -17,7 +17,6 @@ use crate::http::auth::RequestOrigin;
 use crate::http::error::ApiError;
 use crate::http::extract::json_from_bytes;
 use crate::http::idempotency;
-use crate::ids::TenantId;
 use crate::keys::KeyError;
 use crate::secret::SecretString;
 use crate::store::StoreError;
@@ -27,8 +26,7 @@ use crate::tokens::service::{Caller, TokenServiceError, TokenView, TokenizeReque
 /// The most cards one batch may carry.
 pub const MAX_BATCH: usize = 1000;
 
-/// CVCs held between tokenization and the first authorization, by tenant and token.
-pub type TokenCvcs = CvcVault<(TenantId, String)>;
+pub use crate::tokens::TokenCvcs;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,7 +99,7 @@ pub struct DetokenizeResponse {
     pub card: DetokenizedCard,
 }
 
-fn caller(principal: &Principal, origin: &RequestOrigin) -> Caller {
+pub(crate) fn caller(principal: &Principal, origin: &RequestOrigin) -> Caller {
     Caller {
         tenant: principal.tenant,
         actor_kind: principal.kind.actor_kind(),
@@ -140,20 +138,28 @@ pub fn service_error(error: TokenServiceError) -> ApiError {
 }
 
 /// Parses and checks a card, keeping the CVC apart.
+pub(crate) fn parse_card(
+    state: &AppState,
+    input: &CardInput,
+) -> Result<(Card, Option<Cvc>), TokenServiceError> {
+    let card = Card::parse(
+        input.number.expose_secret(),
+        input.exp_month,
+        input.exp_year,
+        state.env.clock.as_ref(),
+    )?;
+    let cvc = match &input.cvc {
+        Some(c) => Some(Cvc::parse(c.expose_secret(), card.pan.brand())?),
+        None => None,
+    };
+    Ok((card, cvc))
+}
+
 fn card_request(
     state: &AppState,
     body: TokenizeBody,
 ) -> Result<(TokenizeRequest, Option<Cvc>), TokenServiceError> {
-    let card = Card::parse(
-        body.card.number.expose_secret(),
-        body.card.exp_month,
-        body.card.exp_year,
-        state.env.clock.as_ref(),
-    )?;
-    let cvc = match &body.card.cvc {
-        Some(c) => Some(Cvc::parse(c.expose_secret(), card.pan.brand())?),
-        None => None,
-    };
+    let (card, cvc) = parse_card(state, &body.card)?;
     Ok((
         TokenizeRequest {
             card,
@@ -191,7 +197,7 @@ async fn tokenize_one(
 
 /// The shell of a mutating JSON route: at most once per Idempotency-Key,
 /// then the body parsed and handed to `work`.
-async fn once_with_json<T, F, Fut>(
+pub(crate) async fn once_with_json<T, F, Fut>(
     state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,

@@ -1,0 +1,521 @@
+//! EV payment sessions end to end against the built-in simulator, on both
+//! databases: a charger (mTLS) opens a session with a card, meters, and
+//! completes; an operator refunds. Declines, lost answers settled by
+//! recovery, expiry, and bad input.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voltvault::audit::AuditQuery;
+use voltvault::auth::policy::Role;
+use voltvault::auth::{Actor, Origin};
+use voltvault::clock::{Clock, Environment, FixedClock, OsRandom, SystemClock};
+use voltvault::config::Config;
+use voltvault::ids::TenantId;
+
+use crate::helpers::{Backend, TestApp, contains_bytes, spawn_app_full};
+
+pub const APPROVE: &str = "4242424242424242";
+
+pub struct Charging {
+    pub app: TestApp,
+    pub tenant: TenantId,
+    pub charger: reqwest::Client,
+    pub clock: Option<FixedClock>,
+}
+
+/// The service with a tenant whose chargers present certificates from the test CA.
+pub async fn charging(backend: Backend, customize: impl FnOnce(&mut Config)) -> Charging {
+    charging_at(backend, customize, None).await
+}
+
+async fn charging_at(
+    backend: Backend,
+    customize: impl FnOnce(&mut Config),
+    clock: Option<FixedClock>,
+) -> Charging {
+    let env = match &clock {
+        Some(c) => Environment {
+            clock: Arc::new(c.clone()),
+            random: Arc::new(OsRandom),
+        },
+        None => Environment::system(),
+    };
+    let app = spawn_app_full(backend, customize, None, env, None).await;
+    let (cli, origin) = (Actor::cli(), Origin::cli());
+    let tenant = app
+        .auth
+        .create_tenant("chargepoint", &cli, &origin)
+        .await
+        .unwrap()
+        .id;
+    app.auth
+        .register_charger_ca(tenant, "chargers", &app.pki.ca_pem, &cli, &origin)
+        .await
+        .unwrap();
+    let charger = app.charger_client();
+    Charging {
+        app,
+        tenant,
+        charger,
+        clock,
+    }
+}
+
+pub fn card(number: &str) -> Value {
+    json!({"card": {"number": number, "exp_month": 12, "exp_year": 2039, "cvc": "123"}})
+}
+
+pub fn open_body(method: Value, hold: i64) -> Value {
+    json!({
+        "evse_id": "DE*VVT*E0001*1",
+        "connector_id": "1",
+        "tariff_id": "standard",
+        "payment_method": method,
+        "hold": {"value": hold, "currency": "EUR"},
+    })
+}
+
+pub fn at(minute: i64) -> String {
+    (chrono::DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z").unwrap()
+        + chrono::Duration::minutes(minute))
+    .to_rfc3339()
+}
+
+impl Charging {
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let r = client
+            .post(self.app.url(path))
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn open(&self, key: &str, method: Value, hold: i64) -> (StatusCode, Value) {
+        self.post(
+            &self.charger,
+            "/v1/payment-sessions",
+            key,
+            open_body(method, hold),
+        )
+        .await
+    }
+
+    pub async fn meter(&self, id: &str, key: &str, wh: i64, minute: i64) -> (StatusCode, Value) {
+        self.post(
+            &self.charger,
+            &format!("/v1/payment-sessions/{id}/meter"),
+            key,
+            json!({"energy_wh": wh, "at": at(minute)}),
+        )
+        .await
+    }
+
+    pub async fn complete(&self, id: &str, wh: i64, minute: i64) -> (StatusCode, Value) {
+        self.post(
+            &self.charger,
+            &format!("/v1/payment-sessions/{id}/complete"),
+            &format!("{id}-complete"),
+            json!({"energy_wh": wh, "at": at(minute)}),
+        )
+        .await
+    }
+
+    pub async fn get(&self, id: &str) -> Value {
+        self.charger
+            .get(self.app.url(&format!("/v1/payment-sessions/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls until the session leaves `status` (the workers run every second here).
+    pub async fn wait_while(&self, id: &str, status: &str) -> Value {
+        for _ in 0..100 {
+            let s = self.get(id).await;
+            if s["status"] != status {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("session {id} stayed {status}");
+    }
+}
+
+/// Recovery and expiry run every second; an intent is recoverable after a second.
+pub fn fast_workers(c: &mut Config) {
+    c.payments.intent_lease_secs = 1;
+    c.payments.recovery_interval_secs = 1;
+}
+
+fn money(v: &Value) -> i64 {
+    v["value"].as_i64().unwrap()
+}
+
+async fn a_whole_session_is_held_metered_captured_and_refunded(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let (status, s) = w.open("open-1", card(APPROVE), 5000).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "authorized");
+    assert_eq!(money(&s["authorized_amount"]), 5000);
+    assert_eq!(s["hold"]["currency"], "EUR");
+    assert!(!s.to_string().contains(APPROVE));
+    let id = s["id"].as_str().unwrap().to_owned();
+
+    // The same request again is the same session, replayed.
+    let replay = w
+        .charger
+        .post(w.app.url("/v1/payment-sessions"))
+        .header("idempotency-key", "open-1")
+        .json(&open_body(card(APPROVE), 5000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    assert_eq!(replay.json::<Value>().await.unwrap()["id"], id.as_str());
+
+    // Ten readings, 10 kWh apart: 0.59 EUR/kWh + 19% VAT = 7.02 EUR per 10 kWh.
+    let mut last = Value::Null;
+    for i in 0..10 {
+        let (status, m) = w
+            .meter(&id, &format!("{id}-m{i}"), i * 10_000, i * 10)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{m}");
+        assert_eq!(money(&m["cost"]), 702 * i);
+        assert_eq!(m["action"], "continue", "{m}");
+        assert!(
+            m["display_message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Charging")
+        );
+        last = m;
+    }
+    // 63.18 EUR reached 80% of the 50.00 hold long ago: the simulator raised it.
+    assert!(money(&last["authorized_amount"]) >= 10_000, "{last}");
+    assert_eq!(last["energy_wh"], 90_000);
+
+    let (status, done) = w.complete(&id, 95_000, 100).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    let captured = money(&done["captured_amount"]);
+    assert_eq!(captured, money(&done["cost"]));
+    assert_eq!(
+        captured + money(&done["released_amount"]),
+        money(&done["authorized_amount"])
+    );
+    assert!(done["receipt_id"].as_str().unwrap().starts_with("rcpt_"));
+
+    // Completing again changes nothing.
+    let (_, again) = w.complete(&id, 95_000, 100).await;
+    assert_eq!(again["captured_amount"], done["captured_amount"]);
+
+    // An operator of the tenant refunds part, then asks for too much.
+    let operator = w
+        .app
+        .bearer_client(&w.app.staff_session_in(w.tenant, Role::Operator).await);
+    let refunds = format!("/v1/payment-sessions/{id}/refunds");
+    let (status, r) = w
+        .post(
+            &operator,
+            &refunds,
+            "refund-1",
+            json!({"amount": {"value": 500, "currency": "EUR"}, "reason": "connector fault"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(money(&r["refunded_amount"]), 500);
+    let (status, r) = w
+        .post(
+            &operator,
+            &refunds,
+            "refund-2",
+            json!({"amount": {"value": captured, "currency": "EUR"}, "reason": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert_eq!(r["code"], "invalid_refund_amount");
+    // A charger may not refund.
+    let (status, _) = w
+        .post(&w.charger, &refunds, "refund-3", json!({"reason": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // The trail: the card's decryption for the hold, every money movement.
+    let events = w
+        .app
+        .store
+        .search_audit(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::new()
+        })
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|r| r.event_type.as_str()).collect();
+    for t in [
+        "token.tokenize",
+        "card.decrypt",
+        "payment.authorize",
+        "payment.increment",
+        "payment.capture",
+        "payment.refund",
+    ] {
+        assert!(types.contains(&t), "no {t} in {types:?}");
+    }
+    let resource = format!("payment_session:{id}");
+    assert!(
+        events.iter().any(|r| r.event_type == "payment.capture"
+            && r.resource.as_deref() == Some(resource.as_str()))
+    );
+    for r in &events {
+        assert!(!format!("{r:?}").contains(APPROVE));
+    }
+    if let Some(path) = w.app.db.sqlite_path() {
+        w.app.stop().await;
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(!contains_bytes(&bytes, APPROVE.as_bytes()));
+    }
+}
+
+async fn declines_and_stops(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let (status, s) = w.open("d-1", card("4000000000009995"), 5000).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "declined");
+    assert_eq!(s["decline_code"], "insufficient_funds");
+    assert_eq!(s["display_message"], "Card declined");
+    let id = s["id"].as_str().unwrap();
+    let (status, m) = w.meter(id, "d-1-m", 100, 1).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(m["code"], "session_state");
+
+    // Approves up to 100.00 in total: the first raise works, the second is
+    // declined, and from then on the charger is told to stop.
+    let (_, s) = w.open("d-2", card("4000000000000770"), 5000).await;
+    assert_eq!(s["status"], "authorized");
+    let id = s["id"].as_str().unwrap();
+    let mut actions = Vec::new();
+    for i in 0..16 {
+        let (status, m) = w.meter(id, &format!("d-2-{i}"), i * 10_000, i * 10).await;
+        assert_eq!(status, StatusCode::OK, "{m}");
+        actions.push((
+            money(&m["cost"]),
+            money(&m["authorized_amount"]),
+            m["action"].clone(),
+        ));
+        if m["action"] == "stop" {
+            break;
+        }
+    }
+    let (cost, authorized, action) = actions.last().unwrap().clone();
+    assert_eq!(action, "stop", "{actions:?}");
+    assert_eq!(authorized, 10_000);
+    assert!(
+        cost < authorized,
+        "stopped before the hold ran out: {actions:?}"
+    );
+    // Completing captures no more than was held.
+    let (_, done) = w.complete(id, 150_000, 200).await;
+    assert_eq!(done["status"], "completed");
+    assert!(money(&done["captured_amount"]) <= 10_000);
+}
+
+async fn lost_answers_are_settled_by_recovery(backend: Backend) {
+    let w = charging(backend, fast_workers).await;
+    // The simulator times out on this card without holding anything.
+    let (status, s) = w.open("t-1", card("4000000000001018"), 5000).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "authorizing");
+    let id = s["id"].as_str().unwrap();
+    let settled = w.wait_while(id, "authorizing").await;
+    assert_eq!(settled["status"], "failed", "{settled}");
+    // Nothing was held, so nothing is released.
+    assert!(settled.get("released_amount").is_none());
+
+    // A 5xx-like failure is just as unknown, and settles the same way.
+    let (_, s) = w.open("t-2", card("4000000000005001"), 5000).await;
+    assert_eq!(s["status"], "authorizing");
+    let settled = w.wait_while(s["id"].as_str().unwrap(), "authorizing").await;
+    assert_eq!(settled["status"], "failed");
+}
+
+async fn cancel_releases_the_hold(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let (_, s) = w.open("c-1", card(APPROVE), 4000).await;
+    let id = s["id"].as_str().unwrap();
+    let cancel = format!("/v1/payment-sessions/{id}/cancel");
+    let (status, c) = w.post(&w.charger, &cancel, "c-1-x", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert_eq!(c["status"], "cancelled");
+    assert_eq!(money(&c["released_amount"]), 4000);
+    let (status, c) = w.post(&w.charger, &cancel, "c-1-y", json!({})).await;
+    assert_eq!(
+        (status, c["status"].as_str()),
+        (StatusCode::OK, Some("cancelled"))
+    );
+    let (status, e) = w.complete(id, 10, 1).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{e}");
+    // A session that cost nothing completes by releasing everything.
+    let (_, s) = w.open("c-2", card(APPROVE), 4000).await;
+    let id = s["id"].as_str().unwrap();
+    w.meter(id, "c-2-m", 7000, 0).await;
+    let (_, done) = w.complete(id, 7000, 30).await;
+    assert_eq!(done["status"], "completed");
+    assert_eq!(money(&done["captured_amount"]), 0);
+    assert_eq!(money(&done["released_amount"]), 4000);
+}
+
+async fn holds_never_completed_expire(backend: Backend) {
+    let clock = FixedClock::new(SystemClock.now());
+    let w = charging_at(backend, fast_workers, Some(clock)).await;
+    let (_, s) = w.open("e-1", card(APPROVE), 4000).await;
+    let id = s["id"].as_str().unwrap();
+    w.meter(id, "e-1-m", 1000, 0).await;
+    w.clock
+        .as_ref()
+        .unwrap()
+        .advance(chrono::Duration::hours(25));
+    let expired = w.wait_while(id, "charging").await;
+    assert_eq!(expired["status"], "expired", "{expired}");
+    assert_eq!(money(&expired["released_amount"]), 4000);
+}
+
+async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let cases = [
+        (open_body(card(APPROVE), 0), "hold_out_of_range"),
+        (open_body(card(APPROVE), 1_000_000), "hold_out_of_range"),
+        (
+            json!({"evse_id": "E1", "connector_id": "1", "tariff_id": "nope",
+                   "payment_method": card(APPROVE), "hold": {"value": 100, "currency": "EUR"}}),
+            "unknown_tariff",
+        ),
+        (
+            json!({"evse_id": "E1", "connector_id": "1", "tariff_id": "standard",
+                   "payment_method": card(APPROVE), "hold": {"value": 100, "currency": "GBP"}}),
+            "currency_mismatch",
+        ),
+        (
+            open_body(json!({"token": "x", "card": card(APPROVE)["card"]}), 100),
+            "invalid_payment_method",
+        ),
+        (
+            open_body(json!({"rfid_uid": "04A2B3C4"}), 100),
+            "payment_method_unavailable",
+        ),
+        (open_body(card("4242424242424241"), 100), "card_number_luhn"),
+        (
+            open_body(json!({"token": "9999000000001111"}), 100),
+            "token_not_found",
+        ),
+        (
+            json!({"evse_id": "has space", "connector_id": "1", "tariff_id": "standard",
+                   "payment_method": card(APPROVE), "hold": {"value": 100, "currency": "EUR"}}),
+            "invalid_field",
+        ),
+    ];
+    for (i, (body, code)) in cases.iter().enumerate() {
+        let key = format!("bad-{i}");
+        let (status, p) = w
+            .post(&w.charger, "/v1/payment-sessions", &key, body.clone())
+            .await;
+        assert!(status.is_client_error(), "{i}: {status} {p}");
+        assert_eq!(p["code"], *code, "{i}: {p}");
+        assert!(!p.to_string().contains(APPROVE));
+    }
+    assert_eq!(w.app.db.count_rows("payment_sessions").await, 0);
+    assert_eq!(w.app.db.count_rows("payment_intents").await, 0);
+    assert_eq!(w.app.db.count_rows("tokens").await, 0);
+    // No Idempotency-Key.
+    let r = w
+        .charger
+        .post(w.app.url("/v1/payment-sessions"))
+        .json(&open_body(card(APPROVE), 100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The same key with another body.
+    let (_, s) = w.open("k-1", card(APPROVE), 100).await;
+    let (status, p) = w.open("k-1", card(APPROVE), 200).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(p["code"], "idempotency_key_reused");
+    // Readings must move forward.
+    let id = s["id"].as_str().unwrap();
+    w.meter(id, "k-1-a", 5000, 10).await;
+    let (status, p) = w.meter(id, "k-1-b", 4000, 11).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("meter_went_backwards")
+        )
+    );
+    let (status, p) = w.meter(id, "k-1-c", 6000, 9).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("reading_out_of_order")
+        )
+    );
+    // The same reading again (a retry under a new key) answers the same.
+    let (status, m) = w.meter(id, "k-1-d", 5000, 10).await;
+    assert_eq!(
+        (status, m["action"].as_str()),
+        (StatusCode::OK, Some("continue"))
+    );
+    // Unknown and malformed ids, and another tenant's session.
+    for path in [
+        "/v1/payment-sessions/not-a-uuid".to_owned(),
+        format!("/v1/payment-sessions/{}", uuid::Uuid::new_v4()),
+    ] {
+        let r = w.charger.get(w.app.url(&path)).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+    let other = w
+        .app
+        .auth
+        .create_tenant("elsewhere", &Actor::cli(), &Origin::cli())
+        .await
+        .unwrap()
+        .id;
+    let (_, key) = w
+        .app
+        .auth
+        .create_api_key(other, "app", Role::App, None, &Actor::cli(), &Origin::cli())
+        .await
+        .unwrap();
+    let r = w
+        .app
+        .bearer_client(key.expose_secret())
+        .get(w.app.url(&format!("/v1/payment-sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+crate::on_both_databases!(
+    a_whole_session_is_held_metered_captured_and_refunded,
+    declines_and_stops,
+    lost_answers_are_settled_by_recovery,
+    cancel_releases_the_hold,
+    holds_never_completed_expire,
+    bad_requests_are_refused_and_store_nothing,
+);
