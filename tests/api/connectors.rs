@@ -22,8 +22,9 @@ use voltvault::payments::connectors::breaker::{BreakerConfig, BreakerState};
 use voltvault::payments::connectors::simulator::Simulator;
 use voltvault::payments::connectors::stripe::{StripeConfig, StripeConnector};
 use voltvault::payments::connectors::{
-    Acquirer, AcquirerError, CaptureRequest, Connector, DeclineCode, IncrementRequest,
-    InvalidReason, OpenedCard, PresentedCard, RefundRequest, VoidRequest,
+    Acquirer, AcquirerError, CaptureRequest, Connector, DeclineCode, HoldLookup, HoldState,
+    HoldStatus, IncrementRequest, InvalidReason, OpenedCard, PresentedCard, RefundRequest,
+    VoidRequest,
 };
 use voltvault::secret::SecretString;
 
@@ -344,6 +345,179 @@ async fn localstripe_audit_fails_closed() {
     let server = LocalStripe::start().await;
     an_unusable_audit_trail_stops_the_card(&stripe(&server)).await;
     assert_eq!(server.payment_intent_count().await, 0);
+}
+
+// --- finding a hold after a lost answer ------------------------------------------
+
+async fn find(h: &Harness, lookup: HoldLookup<'_>) -> Option<HoldStatus> {
+    h.connector.find_hold(lookup).await.unwrap()
+}
+
+/// Both lookups agree; returns what they found.
+async fn find_both(h: &Harness, auth_ref: &str, reference: &str) -> HoldStatus {
+    let by_ours = find(h, HoldLookup::Reference(reference)).await;
+    assert_eq!(find(h, HoldLookup::AuthRef(auth_ref)).await, by_ours);
+    by_ours.unwrap()
+}
+
+async fn find_hold_follows_a_hold(h: &Harness) {
+    assert_eq!(find(h, HoldLookup::Reference("h1")).await, None);
+    let auth = h
+        .connector
+        .authorize("h1:authorize:0", eur(5000), "h1", &presented(APPROVES))
+        .await
+        .unwrap();
+    assert_eq!(
+        find_both(h, &auth.reference, "h1").await,
+        HoldStatus {
+            auth_ref: auth.reference.clone(),
+            state: HoldState::Authorized,
+            authorized: eur(5000),
+            captured: eur(0),
+            capture_ref: None,
+            refunded: eur(0),
+        }
+    );
+
+    let capture = h
+        .connector
+        .capture(CaptureRequest {
+            idempotency_key: "h1:capture:0".into(),
+            auth_ref: auth.reference.clone(),
+            amount: eur(3210),
+        })
+        .await
+        .unwrap();
+    let status = find_both(h, &auth.reference, "h1").await;
+    assert_eq!(status.state, HoldState::Captured);
+    assert_eq!(status.authorized, eur(5000));
+    assert_eq!(status.captured, eur(3210));
+    assert_eq!(status.refunded, eur(0), "the released rest is no refund");
+    assert_eq!(status.capture_ref.as_ref(), Some(&capture.reference));
+
+    // What find_hold names is what a refund needs.
+    h.connector
+        .refund(RefundRequest {
+            idempotency_key: "h1:refund:0".into(),
+            capture_ref: status.capture_ref.unwrap(),
+            amount: eur(1000),
+        })
+        .await
+        .unwrap();
+    let status = find_both(h, &auth.reference, "h1").await;
+    assert_eq!(status.state, HoldState::Captured);
+    assert_eq!(status.captured, eur(3210));
+    assert_eq!(status.refunded, eur(1000));
+
+    let auth = h
+        .connector
+        .authorize("h2:authorize:0", eur(2500), "h2", &presented(APPROVES))
+        .await
+        .unwrap();
+    h.connector
+        .void(VoidRequest {
+            idempotency_key: "h2:void:0".into(),
+            auth_ref: auth.reference.clone(),
+        })
+        .await
+        .unwrap();
+    let status = find_both(h, &auth.reference, "h2").await;
+    assert_eq!(status.state, HoldState::Voided);
+    assert_eq!(status.authorized, eur(2500));
+    assert_eq!(status.captured, eur(0));
+    assert_eq!(status.capture_ref, None);
+
+    assert_eq!(
+        find(h, HoldLookup::Reference("no-such-session")).await,
+        None
+    );
+    assert_eq!(find(h, HoldLookup::AuthRef("pi_NoSuchIntent0")).await, None);
+}
+
+/// A declined authorization placed nothing: found as `Failed`, zero held.
+async fn a_declined_hold_is_found_failed(h: &Harness, number: &str) {
+    let err = h
+        .connector
+        .authorize("h3:authorize:0", eur(5000), "h3", &presented(number))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AcquirerError::Declined(_)), "{err:?}");
+    let status = find(h, HoldLookup::Reference("h3")).await.unwrap();
+    assert_eq!(status.state, HoldState::Failed);
+    assert_eq!(status.authorized, eur(0));
+    assert_eq!(status.capture_ref, None);
+}
+
+#[tokio::test]
+async fn simulator_find_hold() {
+    let h = simulator();
+    find_hold_follows_a_hold(&h).await;
+    a_declined_hold_is_found_failed(&h, SIM_DO_NOT_HONOUR).await;
+}
+
+#[tokio::test]
+async fn localstripe_find_hold() {
+    let server = LocalStripe::start().await;
+    let h = stripe(&server);
+    find_hold_follows_a_hold(&h).await;
+    a_declined_hold_is_found_failed(&h, LOCALSTRIPE_DECLINES).await;
+}
+
+#[tokio::test]
+async fn localstripe_find_hold_pages_past_declines_and_other_sessions() {
+    let server = LocalStripe::start().await;
+    let h = stripe(&server);
+    // localstripe lists oldest first: a declined attempt on the first page,
+    // more than a page of other intents, then the hold that was placed.
+    h.connector
+        .authorize(
+            "p1:authorize:0",
+            eur(5000),
+            "p1",
+            &presented(LOCALSTRIPE_DECLINES),
+        )
+        .await
+        .unwrap_err();
+    for i in 0..105 {
+        server
+            .create_unconfirmed_intent(&format!("other-{i}"))
+            .await;
+    }
+    let auth = h
+        .connector
+        .authorize("p1:authorize:1", eur(4000), "p1", &presented(APPROVES))
+        .await
+        .unwrap();
+    let status = find(&h, HoldLookup::Reference("p1")).await.unwrap();
+    assert_eq!(status.auth_ref, auth.reference);
+    assert_eq!(status.state, HoldState::Authorized);
+    assert_eq!(status.authorized, eur(4000));
+    let other = find(&h, HoldLookup::Reference("other-104")).await.unwrap();
+    assert_eq!(
+        other.state,
+        HoldState::Failed,
+        "never confirmed, nothing held"
+    );
+}
+
+#[tokio::test]
+async fn find_hold_retries_reads_and_counts_failures() {
+    let server = FaultServer::start(Fault::Answers503).await;
+    let clock = clock();
+    let stripe = stripe_at(&format!("http://{}", server.addr), &clock, 2, 4);
+    for lookup in [HoldLookup::AuthRef("pi_fault"), HoldLookup::Reference("f4")] {
+        assert_eq!(
+            stripe.find_hold(lookup).await,
+            Err(AcquirerError::Unavailable)
+        );
+    }
+    assert_eq!(server.count(), 4, "a read is retried");
+    assert_eq!(stripe.breaker_state(), BreakerState::Open);
+    assert_eq!(
+        stripe.find_hold(HoldLookup::AuthRef("pi_1/../x")).await,
+        Err(AcquirerError::Invalid(InvalidReason::UnknownReference))
+    );
+    assert_eq!(server.count(), 4);
 }
 
 // --- increments ---------------------------------------------------------------

@@ -73,6 +73,24 @@ impl LocalStripe {
     }
 }
 
+impl LocalStripe {
+    /// An intent that was never confirmed, carrying `reference` as ours.
+    pub async fn create_unconfirmed_intent(&self, reference: &str) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/payment_intents", self.url))
+            .bearer_auth(API_KEY)
+            .form(&[
+                ("amount", "100"),
+                ("currency", "eur"),
+                ("metadata[reference]", reference),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+}
+
 impl Drop for LocalStripe {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -21,17 +21,23 @@
 //! `expired_card`. Every hold can be incremented. State is in memory,
 //! keyed by reference; the same idempotency key returns the same outcome
 //! and never places a second hold.
+//!
+//! [`Acquirer::find_hold`] finds holds by either reference. A declined
+//! authorization is recorded, as Stripe keeps its failed PaymentIntent, and
+//! found as [`Reported::Failed`] with nothing held; a timeout or failure
+//! card records nothing, so it is not found.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
+use super::HoldState as Reported;
 use super::replay::{ReplayCache, fingerprint};
 use super::{
     Acquirer, AcquirerError, Authorization, AuthorizeRequest, Capture, CaptureRequest, DeclineCode,
-    IncrementRequest, InvalidReason, Refund, RefundRequest, Void, VoidRequest,
-    check_idempotency_key, check_positive,
+    HoldLookup, HoldStatus, IncrementRequest, InvalidReason, Refund, RefundRequest, Void,
+    VoidRequest, check_idempotency_key, check_positive,
 };
 use crate::clock::Clock;
 use crate::money::Money;
@@ -89,7 +95,12 @@ fn behaviour(digits: &str) -> Behaviour {
 enum HoldState {
     Authorized,
     Voided,
-    Captured { captured: Money, refunded: Money },
+    Captured {
+        captured: Money,
+        refunded: Money,
+    },
+    /// Declined: nothing is held.
+    Failed,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +108,30 @@ struct Hold {
     authorized: Money,
     limit: Option<i64>,
     state: HoldState,
+    /// What refunds name, once captured.
+    capture_ref: Option<String>,
+}
+
+impl Hold {
+    fn status(&self, auth_ref: &str) -> HoldStatus {
+        let zero = Money::zero(self.authorized.currency);
+        let (state, authorized, captured, refunded) = match self.state {
+            HoldState::Authorized => (Reported::Authorized, self.authorized, zero, zero),
+            HoldState::Voided => (Reported::Voided, self.authorized, zero, zero),
+            HoldState::Captured { captured, refunded } => {
+                (Reported::Captured, self.authorized, captured, refunded)
+            }
+            HoldState::Failed => (Reported::Failed, zero, zero, zero),
+        };
+        HoldStatus {
+            auth_ref: auth_ref.to_owned(),
+            state,
+            authorized,
+            captured,
+            capture_ref: self.capture_ref.clone(),
+            refunded,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -105,6 +140,8 @@ struct State {
     holds: HashMap<String, Hold>,
     /// capture reference -> hold reference
     captures: HashMap<String, String>,
+    /// our reference -> hold references, oldest first
+    by_reference: HashMap<String, Vec<String>>,
 }
 
 impl State {
@@ -210,6 +247,7 @@ impl Acquirer for Simulator {
             last4.as_str().as_bytes(),
         ]);
         let amount = request.amount;
+        let our_reference = request.reference.clone();
         let mut state = self.lock();
         once(
             &mut state,
@@ -218,12 +256,10 @@ impl Acquirer for Simulator {
             fp,
             |state| {
                 let limit = match behaviour {
-                    Behaviour::Approve => None,
-                    Behaviour::ApproveUpTo(limit) if amount.value <= limit => Some(limit),
-                    Behaviour::ApproveUpTo(_) => {
-                        return Err(AcquirerError::Declined(DeclineCode::InsufficientFunds));
-                    }
-                    Behaviour::Decline(code) => return Err(AcquirerError::Declined(code)),
+                    Behaviour::Approve => Ok(None),
+                    Behaviour::ApproveUpTo(limit) if amount.value <= limit => Ok(Some(limit)),
+                    Behaviour::ApproveUpTo(_) => Err(DeclineCode::InsufficientFunds),
+                    Behaviour::Decline(code) => Err(code),
                     Behaviour::Timeout => return Err(AcquirerError::Timeout),
                     Behaviour::Fail => return Err(AcquirerError::Unavailable),
                 };
@@ -233,10 +269,21 @@ impl Acquirer for Simulator {
                     reference.clone(),
                     Hold {
                         authorized: amount,
-                        limit,
-                        state: HoldState::Authorized,
+                        limit: limit.unwrap_or(None),
+                        state: if limit.is_ok() {
+                            HoldState::Authorized
+                        } else {
+                            HoldState::Failed
+                        },
+                        capture_ref: None,
                     },
                 );
+                state
+                    .by_reference
+                    .entry(our_reference)
+                    .or_default()
+                    .push(reference.clone());
+                limit.map_err(AcquirerError::Declined)?;
                 Ok(Authorization {
                     reference,
                     authorized: amount,
@@ -321,6 +368,7 @@ impl Acquirer for Simulator {
                         captured: request.amount,
                         refunded: Money::zero(request.amount.currency),
                     };
+                    hold.capture_ref = Some(reference.clone());
                 }
                 Ok(Capture {
                     reference,
@@ -399,18 +447,36 @@ impl Acquirer for Simulator {
         )
     }
 
-    async fn find_hold(
-        &self,
-        _lookup: super::HoldLookup<'_>,
-    ) -> Result<Option<super::HoldStatus>, AcquirerError> {
-        Err(AcquirerError::Unsupported)
+    async fn find_hold(&self, lookup: HoldLookup<'_>) -> Result<Option<HoldStatus>, AcquirerError> {
+        let state = self.lock();
+        let found = match lookup {
+            HoldLookup::AuthRef(auth_ref) => state.holds.get_key_value(auth_ref),
+            HoldLookup::Reference(reference) => {
+                let mut newest_first = state
+                    .by_reference
+                    .get(reference)
+                    .into_iter()
+                    .flatten()
+                    .rev()
+                    .filter_map(|auth_ref| state.holds.get_key_value(auth_ref));
+                // A hold that was placed outranks declined attempts around it.
+                let first = newest_first.clone().next();
+                newest_first
+                    .find(|(_, hold)| hold.state != HoldState::Failed)
+                    .or(first)
+            }
+        };
+        Ok(found.map(|(auth_ref, hold)| hold.status(auth_ref)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::card::{Pan, luhn};
+    use crate::card::{Cvc, Expiry, Pan, luhn};
+    use crate::clock::FixedClock;
+    use crate::money::Currency;
+    use crate::payments::connectors::OpenedCard;
 
     #[test]
     fn every_table_card_is_a_valid_pan() {
@@ -423,5 +489,222 @@ mod tests {
     #[test]
     fn unknown_cards_approve() {
         assert_eq!(behaviour("4111111111111111"), Behaviour::Approve);
+    }
+
+    fn eur(value: i64) -> Money {
+        Money::new(value, Currency::parse("EUR").unwrap())
+    }
+
+    fn sim() -> Simulator {
+        let at = chrono::DateTime::<chrono::Utc>::from_timestamp(1_790_000_000, 0).unwrap();
+        Simulator::new(Arc::new(FixedClock::new(at)))
+    }
+
+    async fn authorize(
+        sim: &Simulator,
+        key: &str,
+        reference: &str,
+        number: &str,
+        amount: Money,
+    ) -> Result<Authorization, AcquirerError> {
+        let pan = Pan::parse(number).unwrap();
+        let cvc = Cvc::parse("123", pan.brand()).unwrap();
+        let card = OpenedCard::new(pan, Expiry::new(12, 2030).unwrap(), Some(cvc));
+        sim.authorize(AuthorizeRequest {
+            idempotency_key: key.into(),
+            amount,
+            card: card.as_ref(),
+            reference: reference.into(),
+        })
+        .await
+    }
+
+    /// Finds by both references and checks they agree.
+    async fn find(sim: &Simulator, auth_ref: &str, reference: &str) -> HoldStatus {
+        let by_auth = sim.find_hold(HoldLookup::AuthRef(auth_ref)).await.unwrap();
+        let by_ours = sim
+            .find_hold(HoldLookup::Reference(reference))
+            .await
+            .unwrap();
+        assert_eq!(by_auth, by_ours);
+        by_auth.unwrap()
+    }
+
+    #[tokio::test]
+    async fn find_hold_follows_a_hold_through_capture_and_refunds() {
+        let sim = sim();
+        let auth = authorize(
+            &sim,
+            "k:authorize:0",
+            "sess-1",
+            "4242424242424242",
+            eur(5000),
+        )
+        .await
+        .unwrap();
+        let status = find(&sim, &auth.reference, "sess-1").await;
+        assert_eq!(
+            status,
+            HoldStatus {
+                auth_ref: auth.reference.clone(),
+                state: Reported::Authorized,
+                authorized: eur(5000),
+                captured: eur(0),
+                capture_ref: None,
+                refunded: eur(0),
+            }
+        );
+
+        sim.increment(IncrementRequest {
+            idempotency_key: "k:increment:0".into(),
+            auth_ref: auth.reference.clone(),
+            new_total: eur(7000),
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            find(&sim, &auth.reference, "sess-1").await.authorized,
+            eur(7000)
+        );
+
+        let capture = sim
+            .capture(CaptureRequest {
+                idempotency_key: "k:capture:0".into(),
+                auth_ref: auth.reference.clone(),
+                amount: eur(6500),
+            })
+            .await
+            .unwrap();
+        let status = find(&sim, &auth.reference, "sess-1").await;
+        assert_eq!(status.state, Reported::Captured);
+        assert_eq!(status.authorized, eur(7000));
+        assert_eq!(status.captured, eur(6500));
+        assert_eq!(
+            status.capture_ref.as_deref(),
+            Some(capture.reference.as_str())
+        );
+        assert_eq!(status.refunded, eur(0));
+
+        for (key, amount) in [("k:refund:0", 1000), ("k:refund:1", 500)] {
+            sim.refund(RefundRequest {
+                idempotency_key: key.into(),
+                capture_ref: capture.reference.clone(),
+                amount: eur(amount),
+            })
+            .await
+            .unwrap();
+        }
+        let status = find(&sim, &auth.reference, "sess-1").await;
+        assert_eq!(status.state, Reported::Captured);
+        assert_eq!(status.refunded, eur(1500));
+    }
+
+    #[tokio::test]
+    async fn find_hold_sees_a_void() {
+        let sim = sim();
+        let auth = authorize(
+            &sim,
+            "k:authorize:0",
+            "sess-2",
+            "4242424242424242",
+            eur(2500),
+        )
+        .await
+        .unwrap();
+        sim.void(VoidRequest {
+            idempotency_key: "k:void:0".into(),
+            auth_ref: auth.reference.clone(),
+        })
+        .await
+        .unwrap();
+        let status = find(&sim, &auth.reference, "sess-2").await;
+        assert_eq!(status.state, Reported::Voided);
+        assert_eq!(status.authorized, eur(2500));
+        assert_eq!(status.captured, eur(0));
+        assert_eq!(status.capture_ref, None);
+    }
+
+    #[tokio::test]
+    async fn find_hold_reports_declines_as_failed_and_prefers_a_placed_hold() {
+        let sim = sim();
+        let declined = authorize(
+            &sim,
+            "k:authorize:0",
+            "sess-3",
+            "4000000000000002",
+            eur(5000),
+        )
+        .await;
+        assert_eq!(
+            declined.unwrap_err(),
+            AcquirerError::Declined(DeclineCode::CardDeclined)
+        );
+        let status = sim
+            .find_hold(HoldLookup::Reference("sess-3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.state, Reported::Failed);
+        assert_eq!(status.authorized, eur(0));
+        // Its reference was never handed out, so nothing can act on it.
+        let err = sim
+            .capture(CaptureRequest {
+                idempotency_key: "k:capture:0".into(),
+                auth_ref: status.auth_ref.clone(),
+                amount: eur(100),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err, AcquirerError::Invalid(InvalidReason::WrongState));
+
+        // A second card for the same session is approved; a third is declined.
+        let auth = authorize(
+            &sim,
+            "k:authorize:1",
+            "sess-3",
+            "4242424242424242",
+            eur(5000),
+        )
+        .await
+        .unwrap();
+        authorize(
+            &sim,
+            "k:authorize:2",
+            "sess-3",
+            "4000000000009995",
+            eur(5000),
+        )
+        .await
+        .unwrap_err();
+        let status = sim
+            .find_hold(HoldLookup::Reference("sess-3"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.auth_ref, auth.reference);
+        assert_eq!(status.state, Reported::Authorized);
+    }
+
+    #[tokio::test]
+    async fn find_hold_does_not_know_what_never_arrived() {
+        let sim = sim();
+        for number in ["4000000000001018", "4000000000005001"] {
+            authorize(&sim, "k:authorize:0", "sess-4", number, eur(5000))
+                .await
+                .unwrap_err();
+        }
+        assert_eq!(
+            sim.find_hold(HoldLookup::Reference("sess-4")).await,
+            Ok(None)
+        );
+        assert_eq!(
+            sim.find_hold(HoldLookup::Reference("no-such-session"))
+                .await,
+            Ok(None)
+        );
+        assert_eq!(
+            sim.find_hold(HoldLookup::AuthRef("sim_auth_999999")).await,
+            Ok(None)
+        );
     }
 }

@@ -5,6 +5,10 @@
 //! the intent. Every POST carries an `Idempotency-Key` derived from the
 //! caller's key, so a replay at Stripe returns the first answer.
 //!
+//! `find_hold` reads the intent; by our reference it lists intents (newest
+//! first at Stripe) looking for `metadata[reference]`, which authorize sets.
+//! A declined authorization leaves a failed intent: it is found as `Failed`.
+//!
 //! Sending raw card numbers to Stripe needs PCI DSS level 1 and Stripe's
 //! permission for the account; this vault is built for exactly that.
 
@@ -23,13 +27,13 @@ use url::form_urlencoded;
 use zeroize::Zeroizing;
 
 use self::transport::{Answer, Call, Transport};
-use self::wire::{ErrorEnvelope, PaymentIntent, RefundObject};
+use self::wire::{ErrorEnvelope, IntentPage, PaymentIntent, RefundObject};
 use super::breaker::{BreakerState, CircuitBreaker};
 use super::replay::{ReplayCache, fingerprint};
 use super::{
     Acquirer, AcquirerError, Authorization, AuthorizeRequest, Capture, CaptureRequest, DeclineCode,
-    IncrementRequest, InvalidReason, Refund, RefundRequest, Void, VoidRequest,
-    check_idempotency_key, check_positive,
+    HoldLookup, HoldState, HoldStatus, IncrementRequest, InvalidReason, Refund, RefundRequest,
+    Void, VoidRequest, check_idempotency_key, check_positive,
 };
 use crate::clock::Clock;
 use crate::money::{Currency, Money};
@@ -120,6 +124,76 @@ impl StripeConnector {
             .await
             .map_err(Failed::Error)?;
         parse(answer)
+    }
+
+    async fn get<T: DeserializeOwned>(&self, op: &'static str, path: String) -> Result<T, Failed> {
+        let answer = self
+            .transport
+            .send(&Call::get(op, path))
+            .await
+            .map_err(Failed::Error)?;
+        parse(answer)
+    }
+
+    async fn hold_by_id(&self, id: &str) -> Result<Option<HoldStatus>, AcquirerError> {
+        let path = format!(
+            "/v1/payment_intents/{}?expand%5B%5D=latest_charge",
+            path_segment(id)?
+        );
+        match self.get("retrieve_payment_intent", path).await {
+            Ok(intent) => hold_status(&intent).map(Some),
+            // Stripe's own "no such intent"; a bare 404 is a missing route.
+            Err(Failed::Answer(StatusCode::NOT_FOUND, _, true)) => Ok(None),
+            Err(f) => Err(f.into_error(Op::Other)),
+        }
+    }
+
+    /// Stripe cannot filter a list by metadata, and its search lags writes,
+    /// so recent intents are listed page by page.
+    async fn hold_by_reference(
+        &self,
+        reference: &str,
+    ) -> Result<Option<HoldStatus>, AcquirerError> {
+        // (a hold was placed, created, id) of the best match so far.
+        let mut best: Option<(bool, i64, String)> = None;
+        let mut starting_after: Option<String> = None;
+        for _ in 0..MAX_LIST_PAGES {
+            let mut path = format!("/v1/payment_intents?limit={LIST_PAGE_SIZE}");
+            if let Some(after) = &starting_after {
+                path.push_str("&starting_after=");
+                path.push_str(path_segment(after)?);
+            }
+            let page: IntentPage = self
+                .get("list_payment_intents", path)
+                .await
+                .map_err(|f| f.into_error(Op::Other))?;
+            for intent in page
+                .data
+                .iter()
+                .filter(|i| i.reference() == Some(reference))
+            {
+                // A status we cannot read counts as placed: it must not pass for a decline.
+                let placed = wire::hold_state(&intent.status) != Some(HoldState::Failed);
+                if best
+                    .as_ref()
+                    .is_none_or(|(p, created, _)| (placed, intent.created) > (*p, *created))
+                {
+                    best = Some((placed, intent.created, intent.id.clone()));
+                }
+            }
+            // Only declined attempts so far: a placed hold may be further back.
+            if best.as_ref().is_some_and(|(placed, _, _)| *placed) || !page.has_more {
+                break;
+            }
+            match page.data.last() {
+                Some(last) => starting_after = Some(last.id.clone()),
+                None => break,
+            }
+        }
+        match best {
+            Some((_, _, id)) => self.hold_by_id(&id).await,
+            None => Ok(None),
+        }
     }
 
     async fn create_payment_method(
@@ -221,13 +295,67 @@ impl StripeConnector {
         if intent.status != "canceled" {
             return Err(AcquirerError::Invalid(InvalidReason::WrongState));
         }
-        let currency = Currency::parse(&intent.currency.to_ascii_uppercase())
-            .map_err(|_| AcquirerError::Invalid(InvalidReason::BadResponse))?;
+        let currency = intent_currency(&intent)?;
         Ok(Void {
             released: wire::from_stripe(intent.amount, &intent.currency, currency)?,
             reference: intent.id,
         })
     }
+}
+
+/// Intents listed per page, and pages read, when finding one by our
+/// reference: recovery asks soon after the lost answer, and Stripe lists
+/// newest first, so an older intent is taken as not there.
+const LIST_PAGE_SIZE: usize = 100;
+const MAX_LIST_PAGES: usize = 20;
+
+fn intent_currency(intent: &PaymentIntent) -> Result<Currency, AcquirerError> {
+    Currency::parse(&intent.currency.to_ascii_uppercase())
+        .map_err(|_| AcquirerError::Invalid(InvalidReason::BadResponse))
+}
+
+/// What an intent says of its hold. `authorized` stays what was held once
+/// captured or voided, and is zero when nothing was; `capture_ref` is the
+/// intent, as [`Acquirer::capture`] returns it.
+fn hold_status(intent: &PaymentIntent) -> Result<HoldStatus, AcquirerError> {
+    let bad = AcquirerError::Invalid(InvalidReason::BadResponse);
+    let currency = intent_currency(intent)?;
+    let money = |value: i64| wire::from_stripe(value, &intent.currency, currency);
+    let mut status = HoldStatus {
+        auth_ref: intent.id.clone(),
+        state: HoldState::Failed,
+        authorized: Money::zero(currency),
+        captured: Money::zero(currency),
+        capture_ref: None,
+        refunded: Money::zero(currency),
+    };
+    match wire::hold_state(&intent.status).ok_or(bad)? {
+        HoldState::Authorized => {
+            status.state = HoldState::Authorized;
+            let capturable = intent.amount_capturable.filter(|v| *v > 0);
+            status.authorized = money(capturable.unwrap_or(intent.amount))?;
+        }
+        // Canceled before any charge (3-D Secure asked for, then abandoned):
+        // nothing was ever held.
+        HoldState::Voided if intent.latest_charge.is_none() => {}
+        HoldState::Voided => {
+            status.state = HoldState::Voided;
+            status.authorized = money(intent.amount)?;
+        }
+        HoldState::Captured => {
+            let (captured, refunded) = intent
+                .charge()
+                .and_then(|charge| charge.captured_and_refunded(intent))
+                .ok_or(bad)?;
+            status.state = HoldState::Captured;
+            status.authorized = money(intent.amount)?;
+            status.captured = money(captured)?;
+            status.refunded = money(refunded)?;
+            status.capture_ref = Some(intent.id.clone());
+        }
+        HoldState::Failed => {}
+    }
+    Ok(status)
 }
 
 /// Which call an error came from, where that changes its meaning.
@@ -493,11 +621,11 @@ impl Acquirer for StripeConnector {
             .await
     }
 
-    async fn find_hold(
-        &self,
-        _lookup: super::HoldLookup<'_>,
-    ) -> Result<Option<super::HoldStatus>, AcquirerError> {
-        Err(AcquirerError::Unsupported)
+    async fn find_hold(&self, lookup: HoldLookup<'_>) -> Result<Option<HoldStatus>, AcquirerError> {
+        match lookup {
+            HoldLookup::AuthRef(id) => self.hold_by_id(id).await,
+            HoldLookup::Reference(reference) => self.hold_by_reference(reference).await,
+        }
     }
 }
 
@@ -554,6 +682,56 @@ mod tests {
         assert_eq!(
             answer(401, "{}").into_error(Op::Other),
             AcquirerError::Invalid(InvalidReason::Credentials)
+        );
+    }
+
+    fn status_of(json: &str) -> Result<HoldStatus, AcquirerError> {
+        hold_status(&serde_json::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn intents_map_to_hold_status() {
+        let eur = |v| Money::new(v, Currency::parse("EUR").unwrap());
+        let held = status_of(
+            r#"{"id":"pi_1","status":"requires_capture","amount":5000,
+                "amount_capturable":7000,"currency":"eur"}"#,
+        )
+        .unwrap();
+        assert_eq!(held.state, HoldState::Authorized);
+        assert_eq!(held.authorized, eur(7000));
+        assert_eq!(held.capture_ref, None);
+
+        let declined = status_of(
+            r#"{"id":"pi_2","status":"requires_payment_method","amount":5000,"currency":"eur",
+                "latest_charge":{"id":"ch_2","amount":5000}}"#,
+        )
+        .unwrap();
+        assert_eq!(declined.state, HoldState::Failed);
+        assert_eq!(declined.authorized, eur(0));
+
+        // Canceled before any charge was made: nothing was ever held.
+        let abandoned = status_of(
+            r#"{"id":"pi_3","status":"canceled","amount":5000,"currency":"eur","latest_charge":null}"#,
+        )
+        .unwrap();
+        assert_eq!(abandoned.state, HoldState::Failed);
+        let voided = status_of(
+            r#"{"id":"pi_4","status":"canceled","amount":5000,"currency":"eur","latest_charge":"ch_4"}"#,
+        )
+        .unwrap();
+        assert_eq!(voided.state, HoldState::Voided);
+        assert_eq!(voided.authorized, eur(5000));
+
+        // Captured without an expanded charge: refunds unknown, so no answer.
+        assert_eq!(
+            status_of(
+                r#"{"id":"pi_5","status":"succeeded","amount":5000,"currency":"eur","latest_charge":"ch_5"}"#,
+            ),
+            Err(AcquirerError::Invalid(InvalidReason::BadResponse))
+        );
+        assert_eq!(
+            status_of(r#"{"id":"pi_6","status":"something_new","amount":5000,"currency":"eur"}"#),
+            Err(AcquirerError::Invalid(InvalidReason::BadResponse))
         );
     }
 

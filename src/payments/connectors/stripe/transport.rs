@@ -36,6 +36,17 @@ impl Call {
         }
     }
 
+    /// A read: no body, no key, and safe to repeat.
+    pub fn get(op: &'static str, path: String) -> Self {
+        Self {
+            op,
+            method: Method::GET,
+            path,
+            body: Zeroizing::new(String::new()),
+            idempotency_key: None,
+        }
+    }
+
     /// Repeating the call cannot do anything twice.
     pub fn idempotent(&self) -> bool {
         self.method == Method::GET || self.idempotency_key.is_some()
@@ -197,5 +208,6 @@ mod tests {
             ..unkeyed
         };
         assert!(get.idempotent());
+        assert!(Call::get("x", "/v1/x".into()).idempotent());
     }
 }

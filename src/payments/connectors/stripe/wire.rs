@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::money::{Currency, Money};
-use crate::payments::connectors::{AcquirerError, DeclineCode, InvalidReason};
+use crate::payments::connectors::{AcquirerError, DeclineCode, HoldState, InvalidReason};
 
 #[derive(Debug, Deserialize)]
 pub(super) struct Created {
@@ -20,9 +20,59 @@ pub(super) struct PaymentIntent {
     #[serde(default)]
     pub amount_received: Option<i64>,
     #[serde(default)]
+    pub amount_capturable: Option<i64>,
+    #[serde(default)]
     pub latest_charge: Option<ChargeField>,
     #[serde(default)]
     pub last_payment_error: Option<ErrorBody>,
+}
+
+/// Our part of an intent's metadata.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Metadata {
+    /// [`crate::payments::connectors::AuthorizeRequest::reference`].
+    #[serde(default)]
+    pub reference: Option<String>,
+}
+
+/// A page of `GET /v1/payment_intents`: only what finding one by our
+/// reference needs.
+#[derive(Debug, Deserialize)]
+pub(super) struct IntentPage {
+    pub data: Vec<ListedIntent>,
+    #[serde(default)]
+    pub has_more: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListedIntent {
+    pub id: String,
+    pub status: String,
+    #[serde(default)]
+    pub created: i64,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+}
+
+impl ListedIntent {
+    pub fn reference(&self) -> Option<&str> {
+        self.metadata.as_ref().and_then(|m| m.reference.as_deref())
+    }
+}
+
+/// Where a PaymentIntent status leaves the hold; `None` for a status this
+/// code does not know, which must not be read as "nothing held".
+pub(super) fn hold_state(status: &str) -> Option<HoldState> {
+    match status {
+        "requires_capture" => Some(HoldState::Authorized),
+        // `capture` takes `processing` as captured too.
+        "succeeded" | "processing" => Some(HoldState::Captured),
+        "canceled" => Some(HoldState::Voided),
+        "requires_payment_method" | "requires_confirmation" | "requires_action" => {
+            Some(HoldState::Failed)
+        }
+        _ => None,
+    }
 }
 
 /// `latest_charge` is an id unless expanded.
@@ -37,6 +87,67 @@ pub(super) enum ChargeField {
 pub(super) struct Charge {
     #[serde(default)]
     pub payment_method_details: Option<PaymentMethodDetails>,
+    #[serde(default)]
+    pub amount: Option<i64>,
+    #[serde(default)]
+    pub amount_captured: Option<i64>,
+    #[serde(default)]
+    pub amount_refunded: Option<i64>,
+    /// Not sent by Stripe at our API version unless expanded; localstripe
+    /// always sends it.
+    #[serde(default)]
+    pub refunds: Option<RefundList>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RefundList {
+    pub data: Vec<ListedRefund>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ListedRefund {
+    pub amount: i64,
+    #[serde(default)]
+    pub payment_intent: Option<serde::de::IgnoredAny>,
+}
+
+impl Charge {
+    /// The captured amount and the sum of refunds of a captured intent, in
+    /// Stripe's units; `None` if the charge does not say.
+    ///
+    /// At our pinned API version Stripe records the uncaptured rest of a
+    /// partial capture as a refund, so `amount_refunded` counts it and it
+    /// is taken off. localstripe reports neither `amount_received` nor
+    /// `amount_captured`; it too records the rest as a refund, made on the
+    /// charge alone where ours name the intent, which tells them apart.
+    pub fn captured_and_refunded(&self, intent: &PaymentIntent) -> Option<(i64, i64)> {
+        let charged = self.amount.unwrap_or(intent.amount);
+        let captured = match (intent.amount_received, self.amount_captured) {
+            (Some(received), _) if received > 0 => received,
+            (_, Some(captured)) if captured > 0 => captured,
+            _ => {
+                let released: i64 = self
+                    .refunds
+                    .as_ref()?
+                    .data
+                    .iter()
+                    .filter(|r| r.payment_intent.is_none())
+                    .map(|r| r.amount)
+                    .sum();
+                charged.checked_sub(released)?
+            }
+        };
+        let released = charged.checked_sub(captured)?;
+        if captured <= 0 || released < 0 {
+            return None;
+        }
+        let refunded = self
+            .amount_refunded
+            .unwrap_or(0)
+            .checked_sub(released)?
+            .max(0);
+        Some((captured, refunded))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,14 +170,19 @@ pub(super) struct IncrementalAuthorization {
 }
 
 impl PaymentIntent {
-    fn card_details(&self) -> Option<&CardDetails> {
+    pub fn charge(&self) -> Option<&Charge> {
         match &self.latest_charge {
-            Some(ChargeField::Expanded(charge)) => charge
-                .payment_method_details
-                .as_ref()
-                .and_then(|d| d.card.as_ref()),
+            Some(ChargeField::Expanded(charge)) => Some(charge),
             _ => None,
         }
+    }
+
+    fn card_details(&self) -> Option<&CardDetails> {
+        self.charge()?
+            .payment_method_details
+            .as_ref()?
+            .card
+            .as_ref()
     }
 
     pub fn incremental_available(&self) -> bool {
@@ -334,6 +450,81 @@ mod tests {
         assert_eq!(from_stripe(5000, "eur", eur), Ok(Money::new(5000, eur)));
         assert!(from_stripe(5000, "usd", eur).is_err());
         assert_eq!(currency_param(eur), "eur");
+    }
+
+    fn intent(json: &str) -> PaymentIntent {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn captured_and_refunded_leave_out_the_released_rest() {
+        // Stripe: a 5000 hold, 3210 captured, then 1000 refunded.
+        let pi = intent(
+            r#"{"id":"pi_1","status":"succeeded","amount":5000,"currency":"eur",
+                "amount_received":3210,"latest_charge":{"id":"ch_1","amount":5000,
+                "amount_captured":3210,"amount_refunded":2790}}"#,
+        );
+        assert_eq!(
+            pi.charge().unwrap().captured_and_refunded(&pi),
+            Some((3210, 1000))
+        );
+        // localstripe: no captured figure; the rest is a refund on the charge alone.
+        let pi = intent(
+            r#"{"id":"pi_1","status":"succeeded","amount":5000,"currency":"eur",
+                "latest_charge":{"id":"ch_1","amount":5000,"amount_refunded":2790,
+                "refunds":{"object":"list","data":[
+                  {"id":"re_1","amount":1790,"payment_intent":null},
+                  {"id":"re_2","amount":1000,"payment_intent":"pi_1"}]}}}"#,
+        );
+        assert_eq!(
+            pi.charge().unwrap().captured_and_refunded(&pi),
+            Some((3210, 1000))
+        );
+        // A full capture, nothing refunded.
+        let pi = intent(
+            r#"{"id":"pi_1","status":"succeeded","amount":5000,"currency":"eur",
+                "amount_received":5000,"latest_charge":{"id":"ch_1","amount":5000,
+                "amount_refunded":0}}"#,
+        );
+        assert_eq!(
+            pi.charge().unwrap().captured_and_refunded(&pi),
+            Some((5000, 0))
+        );
+        // No figure and no refunds to read: unknown, not guessed.
+        let pi = intent(
+            r#"{"id":"pi_1","status":"succeeded","amount":5000,"currency":"eur",
+                "latest_charge":{"id":"ch_1","amount":5000,"amount_refunded":2790}}"#,
+        );
+        assert_eq!(pi.charge().unwrap().captured_and_refunded(&pi), None);
+    }
+
+    #[test]
+    fn statuses_map_to_hold_states() {
+        assert_eq!(hold_state("requires_capture"), Some(HoldState::Authorized));
+        assert_eq!(hold_state("succeeded"), Some(HoldState::Captured));
+        assert_eq!(hold_state("canceled"), Some(HoldState::Voided));
+        for failed in [
+            "requires_payment_method",
+            "requires_confirmation",
+            "requires_action",
+        ] {
+            assert_eq!(hold_state(failed), Some(HoldState::Failed), "{failed}");
+        }
+        assert_eq!(hold_state("something_new"), None);
+    }
+
+    #[test]
+    fn reads_our_reference_from_a_listed_intent() {
+        let page: IntentPage = serde_json::from_str(
+            r#"{"object":"list","has_more":true,"data":[
+                {"id":"pi_1","status":"requires_capture","created":1,"metadata":{"reference":"s1"}},
+                {"id":"pi_2","status":"canceled","created":2,"metadata":{}},
+                {"id":"pi_3","status":"succeeded","created":3,"metadata":null}]}"#,
+        )
+        .unwrap();
+        assert!(page.has_more);
+        let refs: Vec<_> = page.data.iter().map(ListedIntent::reference).collect();
+        assert_eq!(refs, [Some("s1"), None, None]);
     }
 
     #[test]
