@@ -219,6 +219,18 @@ impl KeyManager {
         self.cipher.open(&key, tenant, record_id, sealed)
     }
 
+    /// Fails with `Unavailable` unless the provider answers now. Opening a
+    /// record needs no HSM call once its data key is cached, so a caller
+    /// about to hand card data out asks first: a pulled HSM then stops
+    /// detokenization at once instead of when the cache empties.
+    pub async fn ensure_available(&self) -> Result<(), KeyError> {
+        if self.provider.health().await {
+            Ok(())
+        } else {
+            Err(KeyError::Unavailable)
+        }
+    }
+
     pub async fn fingerprint(&self, tenant: &str, data: &[u8]) -> Result<[u8; 32], KeyError> {
         self.provider.fingerprint(tenant, data).await
     }

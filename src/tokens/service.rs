@@ -13,8 +13,8 @@ use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::card::{Card, CardError, Expiry, Pan};
 use crate::clock::Environment;
 use crate::ids::TenantId;
-use crate::keys::{KeyError, KeyManager};
-use crate::secret::SecretString;
+use crate::keys::{KeyError, KeyManager, SealedRecord};
+use crate::secret::{SecretBytes, SecretString};
 use crate::store::tokens::{StoredToken, TokenPolicy};
 use crate::store::{Store, StoreError};
 
@@ -220,11 +220,7 @@ impl TokenService {
             }
         };
         let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
-        let opened = match self
-            .keys
-            .open(&caller.tenant.to_string(), &stored.token, sealed)
-            .await
-        {
+        let opened = match self.open_checked(caller, &stored.token, sealed).await {
             Ok(p) => p,
             Err(e) => {
                 self.audit(caller, "token.detokenize", Outcome::Failure, token)
@@ -241,6 +237,19 @@ impl TokenService {
             holder_name,
             expiry,
         })
+    }
+
+    /// Opens a sealed card only while the HSM answers (fail closed).
+    async fn open_checked(
+        &self,
+        caller: &Caller,
+        token: &str,
+        sealed: &SealedRecord,
+    ) -> Result<SecretBytes, KeyError> {
+        self.keys.ensure_available().await?;
+        self.keys
+            .open(&caller.tenant.to_string(), token, sealed)
+            .await
     }
 
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.
