@@ -56,12 +56,13 @@ async fn run(
                 println!("provider   {}", status.provider);
                 for kek in &status.keks {
                     println!(
-                        "KEK v{:<4} {:?}  check value {}  created {}  data keys {}",
+                        "KEK v{:<4} {:?}  check value {}  created {}  data keys {}  FF1 keys {}",
                         kek.version.0,
                         kek.state,
                         kek.check_value.to_hex(),
                         kek.created_at.format("%Y-%m-%d"),
-                        kek.data_keys
+                        kek.data_keys,
+                        kek.ff1_keys
                     );
                 }
                 for dk in &status.data_keys {
@@ -74,15 +75,17 @@ async fn run(
                         dk.use_count
                     );
                 }
+                println!("FF1 keys   {} tenants", status.ff1_keys);
             }),
             Err(e) => Err(e),
         },
         KeysCommand::RotateKek => match keys.verify_keks().await {
             Ok(()) => keys.rotate_kek().await.map(|r| {
                 println!(
-                    "active KEK v{}; {} data keys rewrapped; destroyed: {:?}",
+                    "active KEK v{}; {} data keys and {} FF1 keys rewrapped; destroyed: {:?}",
                     r.active.0,
                     r.rewrapped,
+                    r.ff1_rewrapped,
                     r.destroyed.iter().map(|k| k.0).collect::<Vec<_>>()
                 );
             }),

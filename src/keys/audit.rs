@@ -7,6 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use super::{DataKeyId, KekVersion, KeyCheckValue, KeyError};
+use crate::ids::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyEvent {
@@ -46,6 +47,20 @@ pub enum KeyEvent {
     DataKeyRetired {
         id: DataKeyId,
     },
+    /// A tenant's FF1 key was generated and stored wrapped.
+    Ff1KeyCreated {
+        tenant: TenantId,
+        kek: KekVersion,
+    },
+    /// A tenant's FF1 key was unwrapped into this process's cache.
+    Ff1KeyLoaded {
+        tenant: TenantId,
+    },
+    Ff1KeyRewrapped {
+        tenant: TenantId,
+        from: KekVersion,
+        to: KekVersion,
+    },
 }
 
 impl KeyEvent {
@@ -61,6 +76,9 @@ impl KeyEvent {
             KeyEvent::DataKeyLoaded { .. } => "key.data_key.loaded",
             KeyEvent::DataKeyRewrapped { .. } => "key.data_key.rewrapped",
             KeyEvent::DataKeyRetired { .. } => "key.data_key.retired",
+            KeyEvent::Ff1KeyCreated { .. } => "key.ff1_key.created",
+            KeyEvent::Ff1KeyLoaded { .. } => "key.ff1_key.loaded",
+            KeyEvent::Ff1KeyRewrapped { .. } => "key.ff1_key.rewrapped",
         }
     }
 }

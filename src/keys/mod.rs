@@ -4,9 +4,10 @@
 //! ```text
 //! HSM (PKCS#11)                       software provider (dev/tests only)
 //!  ├─ KEK v1, v2 … (AES-256, wrap/unwrap only, never extractable)
-//!  │    └─ data keys (AES-256, stored wrapped with AES-KWP, RFC 5649)
-//!  │          └─ records (AES-256-GCM, random 96-bit nonce, AAD binds
-//!  │                      tenant, record id, data key id, format version)
+//!  │    ├─ data keys (AES-256, stored wrapped with AES-KWP, RFC 5649)
+//!  │    │     └─ records (AES-256-GCM, random 96-bit nonce, AAD binds
+//!  │    │                 tenant, record id, data key id, format version)
+//!  │    └─ FF1 keys (AES-256, one per tenant, wrapped like data keys)
 //!  ├─ fingerprint key (HMAC-SHA256, sign only; tenant-separated input)
 //!  └─ audit key (HMAC-SHA256, sign only)
 //! ```
@@ -122,7 +123,8 @@ impl fmt::Display for KekVersion {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DataKeyId(pub i64);
 
-/// A data key in clear: 32 bytes, zeroized on drop, never printed.
+/// A data key (or a tenant's FF1 key) in clear: 32 bytes, zeroized on
+/// drop, never printed.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct DataKey([u8; 32]);
 

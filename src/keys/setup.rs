@@ -115,11 +115,22 @@ impl KeyAuditSink for KeyEventsToAudit {
             | KeyEvent::DataKeyLoaded { id }
             | KeyEvent::DataKeyRewrapped { id, .. }
             | KeyEvent::DataKeyRetired { id } => (format!("data-key-{}", id.0), Outcome::Success),
+            KeyEvent::Ff1KeyCreated { tenant, .. }
+            | KeyEvent::Ff1KeyLoaded { tenant }
+            | KeyEvent::Ff1KeyRewrapped { tenant, .. } => {
+                (format!("ff1-key-{tenant}"), Outcome::Success)
+            }
         };
+        let mut audit_event =
+            AuditEvent::system(event.kind(), self.clock.now(), outcome).with_resource(resource);
+        if let KeyEvent::Ff1KeyCreated { tenant, .. }
+        | KeyEvent::Ff1KeyLoaded { tenant }
+        | KeyEvent::Ff1KeyRewrapped { tenant, .. } = &event
+        {
+            audit_event = audit_event.with_tenant(*tenant);
+        }
         self.audit
-            .record(
-                AuditEvent::system(event.kind(), self.clock.now(), outcome).with_resource(resource),
-            )
+            .record(audit_event)
             .await
             .map_err(|_| KeyError::Provider("the audit trail is unavailable".into()))
     }

@@ -1,5 +1,6 @@
 //! The key registry: KEK versions with the check value recorded at
-//! `keys init` / `rotate-kek`, and data keys — only ever in wrapped form.
+//! `keys init` / `rotate-kek`, data keys and the tenants' FF1 keys — only
+//! ever in wrapped form.
 //!
 //! Invariants held by the schema, not just the code: at most one active KEK
 //! and one active data key (partial unique indexes), states limited to the
@@ -13,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
+use crate::ids::TenantId;
 use crate::keys::{DataKeyId, KekVersion, KeyCheckValue, WrappedDataKey};
 
 /// Lifecycle of a data key.
@@ -105,6 +107,15 @@ pub struct DataKeyRecord {
     pub use_count: u64,
 }
 
+/// A tenant's FF1 key, wrapped under a KEK. One per tenant, never replaced:
+/// its tokens are a function of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ff1KeyRecord {
+    pub tenant: TenantId,
+    pub wrapped: WrappedDataKey,
+    pub created_at: DateTime<Utc>,
+}
+
 #[async_trait]
 pub trait DataKeyStore: Send + Sync {
     async fn insert_kek(&self, kek: &KekRecord) -> Result<(), StoreError>;
@@ -143,6 +154,20 @@ pub trait DataKeyStore: Send + Sync {
         from: KekVersion,
         to: &WrappedDataKey,
     ) -> Result<(), StoreError>;
+
+    /// Stores a tenant's FF1 key; `Conflict` if the tenant has one already
+    /// (another node made it first: use that one).
+    async fn insert_ff1_key(&self, key: &Ff1KeyRecord) -> Result<(), StoreError>;
+    async fn ff1_key(&self, tenant: TenantId) -> Result<Option<Ff1KeyRecord>, StoreError>;
+    /// All FF1 keys, by tenant.
+    async fn ff1_keys(&self) -> Result<Vec<Ff1KeyRecord>, StoreError>;
+    /// Compare-and-swap of an FF1 key's wrapping, as [`Self::replace_wrapping`].
+    async fn replace_ff1_wrapping(
+        &self,
+        tenant: TenantId,
+        from: KekVersion,
+        to: &WrappedDataKey,
+    ) -> Result<(), StoreError>;
 }
 
 pub(crate) fn to_i64(n: u64) -> Result<i64, StoreError> {
@@ -178,6 +203,25 @@ where
         },
         created_at: row.try_get("created_at")?,
         use_count: to_u64(row.try_get("use_count")?)?,
+    })
+}
+
+pub(crate) fn ff1_key_from_row<R>(row: &R) -> Result<Ff1KeyRecord, super::StoreError>
+where
+    R: sqlx::Row,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> TenantId: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> chrono::DateTime<chrono::Utc>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Ff1KeyRecord {
+        tenant: row.try_get("tenant_id")?,
+        wrapped: WrappedDataKey {
+            kek: to_kek(row.try_get("kek_version")?)?,
+            bytes: row.try_get("wrapped")?,
+        },
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -400,6 +444,79 @@ macro_rules! impl_data_key_store {
                 .bind(&to.bytes)
                 .bind(i64::from(to.kek.0))
                 .bind(id.0)
+                .bind(i64::from(from.0))
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    Ok(())
+                } else {
+                    Err($crate::store::StoreError::Conflict("wrapping changed"))
+                }
+            }
+
+            async fn insert_ff1_key(
+                &self,
+                key: &$crate::store::data_keys::Ff1KeyRecord,
+            ) -> Result<(), $crate::store::StoreError> {
+                sqlx::query(
+                    "INSERT INTO ff1_keys (tenant_id, wrapped, kek_version, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(key.tenant)
+                .bind(&key.wrapped.bytes)
+                .bind(i64::from(key.wrapped.kek.0))
+                .bind(key.created_at)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn ff1_key(
+                &self,
+                tenant: $crate::ids::TenantId,
+            ) -> Result<Option<$crate::store::data_keys::Ff1KeyRecord>, $crate::store::StoreError>
+            {
+                let row = sqlx::query(
+                    "SELECT tenant_id, wrapped, kek_version, created_at \
+                     FROM ff1_keys WHERE tenant_id = $1",
+                )
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.as_ref()
+                    .map($crate::store::data_keys::ff1_key_from_row)
+                    .transpose()
+            }
+
+            async fn ff1_keys(
+                &self,
+            ) -> Result<Vec<$crate::store::data_keys::Ff1KeyRecord>, $crate::store::StoreError>
+            {
+                let rows = sqlx::query(
+                    "SELECT tenant_id, wrapped, kek_version, created_at \
+                     FROM ff1_keys ORDER BY tenant_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map($crate::store::data_keys::ff1_key_from_row)
+                    .collect()
+            }
+
+            async fn replace_ff1_wrapping(
+                &self,
+                tenant: $crate::ids::TenantId,
+                from: $crate::keys::KekVersion,
+                to: &$crate::keys::WrappedDataKey,
+            ) -> Result<(), $crate::store::StoreError> {
+                let n = sqlx::query(
+                    "UPDATE ff1_keys SET wrapped = $1, kek_version = $2 \
+                     WHERE tenant_id = $3 AND kek_version = $4",
+                )
+                .bind(&to.bytes)
+                .bind(i64::from(to.kek.0))
+                .bind(tenant)
                 .bind(i64::from(from.0))
                 .execute(&self.pool)
                 .await?

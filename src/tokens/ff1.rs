@@ -123,8 +123,13 @@ pub struct Ff1Tokenizer {
 impl Ff1Tokenizer {
     /// `key` is a 128-, 192- or 256-bit AES key from the key layer.
     pub fn new(key: &SecretBytes) -> Result<Self, TokenError> {
+        Self::with_key(key.expose_secret())
+    }
+
+    /// As [`Self::new`], borrowing the key bytes (e.g. a cached key's).
+    pub fn with_key(key: &[u8]) -> Result<Self, TokenError> {
         Ok(Self {
-            ff1: Ff1::new(key.expose_secret(), 10)?,
+            ff1: Ff1::new(key, 10)?,
         })
     }
 

@@ -5,7 +5,10 @@
 //! - `random`: vaulted; the PAN is stored encrypted and found by token.
 //!   Uniqueness per tenant is the store's constraint: on a clash, draw the
 //!   next candidate from `random::candidates`.
-//! - `ff1`: vaultless; NIST SP 800-38G FF1 over the hidden digits.
+//! - `ff1`: NIST SP 800-38G FF1 over the hidden digits under the tenant's
+//!   FF1 key (from the key layer), tweaked by the tenant id. One token value
+//!   per card and tenant; the card is still sealed and stored, so
+//!   detokenize works as for random tokens.
 //! - Deterministic tokens (same card, same token) are a store lookup by
 //!   fingerprint before either format is called; nothing here changes.
 
@@ -33,6 +36,16 @@ pub enum TokenFormat {
     #[default]
     Random,
     Ff1,
+}
+
+impl TokenFormat {
+    /// The name stored with each token and shown in its view.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Random => "random",
+            TokenFormat::Ff1 => "ff1",
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,13 +8,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use super::ff1::{Ff1Tokenizer, Ff1Tweak};
 use super::{KeptDigits, TokenError, TokenFormat, TokenValue, random};
 use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::card::{Card, CardError, Expiry, Pan};
 use crate::clock::Environment;
 use crate::ids::TenantId;
-use crate::keys::{KeyError, KeyManager};
-use crate::secret::SecretString;
+use crate::keys::{KeyError, KeyManager, SealedRecord};
+use crate::secret::{SecretBytes, SecretString};
 use crate::store::tokens::{StoredToken, TokenPolicy};
 use crate::store::{Store, StoreError};
 
@@ -81,8 +82,10 @@ pub enum TokenServiceError {
     NotFound,
     #[error("token: deleted")]
     Deleted,
-    #[error("format: {0} tokens are not available in this deployment")]
-    FormatUnavailable(&'static str),
+    /// The card's FF1 token value is held by a deleted token or by another
+    /// token of the tenant; FF1 has no second value to offer.
+    #[error("format: this card's ff1 token value is already taken in this tenant")]
+    Ff1Taken,
     #[error("metadata: {0}")]
     Metadata(&'static str),
     #[error(transparent)]
@@ -133,11 +136,6 @@ impl TokenService {
         caller: &Caller,
         request: TokenizeRequest,
     ) -> Result<(TokenView, bool), TokenServiceError> {
-        if request.format == TokenFormat::Ff1 {
-            // FF1 needs a per-tenant key held by the key layer; until it has
-            // one, refuse rather than fall back silently.
-            return Err(TokenServiceError::FormatUnavailable("ff1"));
-        }
         check_metadata(request.metadata.as_ref())?;
         let tenant = caller.tenant;
         let policy = self.store.token_policy(tenant).await?;
@@ -159,8 +157,19 @@ impl TokenService {
         let plaintext = encode_card(pan, request.holder_name.as_deref());
         let keep = kept_digits(policy);
         let now = self.env.clock.now();
-        for _ in 0..MAX_CANDIDATES {
-            let token = random::random_token(pan, keep, self.env.random.as_ref())?;
+        // FF1 defines one token value per card; the card itself is still
+        // sealed and stored, and detokenize reads that record as for random
+        // tokens.
+        let ff1 = match request.format {
+            TokenFormat::Random => None,
+            TokenFormat::Ff1 => Some(self.ff1_token(tenant, pan, keep).await?),
+        };
+        let attempts = if ff1.is_some() { 1 } else { MAX_CANDIDATES };
+        for _ in 0..attempts {
+            let token = match &ff1 {
+                Some(value) => value.clone(),
+                None => random::random_token(pan, keep, self.env.random.as_ref())?,
+            };
             let sealed = self
                 .keys
                 .seal(&tenant.to_string(), token.as_str(), &plaintext)
@@ -168,7 +177,7 @@ impl TokenService {
             let stored = StoredToken {
                 tenant,
                 token: token.as_str().to_owned(),
-                format: "random".into(),
+                format: request.format.as_str().into(),
                 brand: pan.brand().as_str().to_owned(),
                 last4: pan.last4().as_str().to_owned(),
                 bin: if policy.keep_bin {
@@ -191,11 +200,48 @@ impl TokenService {
                         .await?;
                     return Ok((view(&stored), true));
                 }
+                Err(StoreError::Conflict(_)) if ff1.is_some() => {
+                    return self.ff1_existing(caller, &stored).await;
+                }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(TokenServiceError::Exhausted)
+    }
+
+    /// The FF1 token of `pan` under the tenant's FF1 key, tweaked by the
+    /// tenant id (and, inside the format, the clear digits). The kept
+    /// digits follow the tenant's policy like random tokens, which always
+    /// leaves at least six digits to encrypt: FF1's 10^6 minimum domain.
+    async fn ff1_token(
+        &self,
+        tenant: TenantId,
+        pan: &Pan,
+        keep: KeptDigits,
+    ) -> Result<TokenValue, TokenServiceError> {
+        let key = self.keys.ff1_key(tenant).await?;
+        let ff1 = Ff1Tokenizer::with_key(key.expose_secret())?;
+        let id = tenant.as_uuid();
+        Ok(ff1.tokenize(pan, keep, &Ff1Tweak::for_tenant(id.as_bytes()))?)
+    }
+
+    /// An FF1 token value already stored: the same card tokenized before
+    /// answers with its live token; anything else is a conflict.
+    async fn ff1_existing(
+        &self,
+        caller: &Caller,
+        wanted: &StoredToken,
+    ) -> Result<(TokenView, bool), TokenServiceError> {
+        use subtle::ConstantTimeEq;
+        let existing = self.store.token(wanted.tenant, &wanted.token).await?;
+        let same_card = bool::from(existing.fingerprint.ct_eq(&wanted.fingerprint));
+        if existing.deleted_at.is_none() && existing.format == "ff1" && same_card {
+            self.audit(caller, "token.tokenize", Outcome::Success, &existing.token)
+                .await?;
+            return Ok((view(&existing), false));
+        }
+        Err(TokenServiceError::Ff1Taken)
     }
 
     /// Metadata of a live token of the caller's tenant.
@@ -220,11 +266,7 @@ impl TokenService {
             }
         };
         let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
-        let opened = match self
-            .keys
-            .open(&caller.tenant.to_string(), &stored.token, sealed)
-            .await
-        {
+        let opened = match self.open_checked(caller, &stored.token, sealed).await {
             Ok(p) => p,
             Err(e) => {
                 self.audit(caller, "token.detokenize", Outcome::Failure, token)
@@ -253,6 +295,7 @@ impl TokenService {
     ) -> Result<(Pan, Expiry), TokenServiceError> {
         let stored = self.live(tenant, token).await?;
         let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
+        self.keys.ensure_available().await?;
         let opened = self
             .keys
             .open(&tenant.to_string(), &stored.token, sealed)
@@ -261,6 +304,19 @@ impl TokenService {
         let pan = Pan::parse(number.expose_secret())?;
         let expiry = Expiry::new(u32::from(stored.exp_month), u32::from(stored.exp_year))?;
         Ok((pan, expiry))
+    }
+
+    /// Opens a sealed card only while the HSM answers (fail closed).
+    async fn open_checked(
+        &self,
+        caller: &Caller,
+        token: &str,
+        sealed: &SealedRecord,
+    ) -> Result<SecretBytes, KeyError> {
+        self.keys.ensure_available().await?;
+        self.keys
+            .open(&caller.tenant.to_string(), token, sealed)
+            .await
     }
 
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.

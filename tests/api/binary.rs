@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::helpers::{Backend, TestDb, TestPki};
+use crate::helpers::{Backend, TestDb, TestPki, contains_bytes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_voltvault");
 const PAN: &str = "4111111111111111";
@@ -600,4 +600,202 @@ async fn serve_never_logs_passwords_api_keys_or_session_secrets() {
             .any(|r| r.reason.as_deref() == Some("invalid_credentials")),
         "{failures:?}"
     );
+}
+
+/// The success paths, as an operator runs the service: cards with CVCs
+/// tokenized (random, FF1, batch) and detokenized over HTTP with debug
+/// logging, then the log, the SQLite files or a PostgreSQL dump scanned
+/// for the card numbers, CVCs and holder name: zero hits.
+#[tokio::test]
+async fn successful_card_paths_leave_no_card_data_in_logs_or_database() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        successful_card_paths_leave_no_card_data(backend).await;
+    }
+}
+
+async fn successful_card_paths_leave_no_card_data(backend: Backend) {
+    const PASSWORD: &str = "detokenize-pass-2026";
+    const HOLDER: &str = "Grace Hopper";
+    // (number as typed, CVC, format)
+    let cards = [
+        ("5555555555554444", "737", "random"),
+        ("4000 0566 5566 5556", "912", "ff1"),
+        ("378282246310005", "4829", "random"),
+        ("6011-1111-1111-1117", "381", "ff1"),
+    ];
+    let pki = TestPki::new();
+    let db = TestDb::new(backend).await;
+    let path = write_config(&pki, &db, "");
+    let config = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        config.replace("format = \"json\"", "format = \"json\"\nlevel = \"debug\""),
+    )
+    .unwrap();
+    keys_init(&path);
+    assert!(admin(&path, &["tenant", "create", "acme"], "").0);
+    let (ok, out, _) = admin(
+        &path,
+        &["client", "create", "--tenant", "acme", "--name", "app"],
+        "",
+    );
+    assert!(ok);
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("API key (shown once): "))
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = admin(
+        &path,
+        &[
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--username",
+            "root-admin",
+            "--role",
+            "admin",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(ok, "{err}");
+    let uri = out
+        .split_whitespace()
+        .find(|w| w.starts_with("otpauth://"))
+        .unwrap();
+    let totp = totp_rs::TOTP::from_url(uri).unwrap();
+
+    let path = path.to_str().unwrap().to_owned();
+    let mut running = Running::start(&["serve", "--config", &path], false);
+    let line = running.wait_for("voltvault is serving");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let api: std::net::SocketAddr = event["fields"]["api_addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .resolve("localhost", api)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", api.port());
+    let body = |number: &str, cvc: &str, format: &str| {
+        serde_json::json!({"card": {"number": number, "exp_month": 10, "exp_year": 2035,
+            "cvc": cvc, "holder_name": HOLDER}, "format": format})
+    };
+    let mut tokens = Vec::new();
+    for (i, (number, cvc, format)) in cards.iter().enumerate() {
+        let response = client
+            .post(format!("{base}/v1/tokens"))
+            .bearer_auth(&key)
+            .header("idempotency-key", format!("leak-{i}"))
+            .json(&body(number, cvc, format))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let view: serde_json::Value = response.json().await.unwrap();
+        tokens.push(view["token"].as_str().unwrap().to_owned());
+    }
+    let batch = client
+        .post(format!("{base}/v1/tokens/batch"))
+        .bearer_auth(&key)
+        .header("idempotency-key", "leak-batch")
+        .json(&serde_json::json!({"items": cards.iter().map(|(n, c, f)| body(n, c, f)).collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.status(), 200);
+
+    let login: serde_json::Value = client
+        .post(format!("{base}/v1/auth/login"))
+        .json(&serde_json::json!({"username": "root-admin", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mfa: serde_json::Value = client
+        .post(format!("{base}/v1/auth/mfa"))
+        .json(&serde_json::json!({"challenge": login["challenge"], "code": totp.generate_current().unwrap()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = mfa["session_token"].as_str().unwrap().to_owned();
+    let mut last = String::new();
+    for (token, (number, _, _)) in tokens.iter().zip(&cards) {
+        let response = client
+            .post(format!("{base}/v1/tokens/{token}/detokenize"))
+            .bearer_auth(&session)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        last = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let back: serde_json::Value = response.json().await.unwrap();
+        let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(back["card"]["number"], digits.as_str());
+    }
+    running.wait_for(&last);
+    let (exited_cleanly, lines) = running.signal_and_collect(Signal::SIGTERM).await;
+    assert!(exited_cleanly);
+    let log = lines.join("\n");
+    assert!(
+        log.contains("\"level\":\"DEBUG\""),
+        "debug lines were logged"
+    );
+
+    let stored = match backend {
+        Backend::Sqlite => {
+            crate::helpers::read_all_files_under(db.sqlite_path().unwrap().parent().unwrap())
+        }
+        Backend::Postgres => {
+            let out = Command::new("pg_dump")
+                .args(["--data-only", "--no-owner", &db.url])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            out.stdout
+        }
+    };
+    assert!(stored.len() > 1000);
+    for (what, haystack) in [("log", log.as_bytes()), ("database", stored.as_slice())] {
+        for (number, cvc, _) in &cards {
+            let digits: String = number.chars().filter(char::is_ascii_digit).collect();
+            for needle in [digits.as_str(), number] {
+                assert!(
+                    !contains_bytes(haystack, needle.as_bytes()),
+                    "card number {needle} in the {what}"
+                );
+            }
+            // A CVC is too short to scan for bare; a leak shows it as a
+            // string value or beside its field name.
+            for needle in [
+                format!("\"{cvc}\""),
+                format!("cvc\":\"{cvc}"),
+                format!("cvc: \"{cvc}"),
+                format!("cvc={cvc}"),
+            ] {
+                assert!(
+                    !contains_bytes(haystack, needle.as_bytes()),
+                    "CVC {needle} in the {what}"
+                );
+            }
+        }
+        assert!(
+            !contains_bytes(haystack, HOLDER.as_bytes()),
+            "holder name in the {what}"
+        );
+    }
 }

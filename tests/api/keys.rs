@@ -283,7 +283,7 @@ async fn database_dump(db: &TestDb) -> Vec<u8> {
             use sqlx::Connection;
             let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
             let mut all = Vec::new();
-            for table in ["data_keys", "key_encryption_keys"] {
+            for table in ["data_keys", "key_encryption_keys", "ff1_keys"] {
                 let rows: Vec<(String,)> =
                     sqlx::query_as(&format!("SELECT row_to_json(t)::text FROM {table} t"))
                         .fetch_all(&mut conn)
@@ -292,8 +292,8 @@ async fn database_dump(db: &TestDb) -> Vec<u8> {
                 for (row,) in rows {
                     all.extend(row.into_bytes());
                 }
-                let raw: Vec<(Vec<u8>,)> = if table == "data_keys" {
-                    sqlx::query_as("SELECT wrapped FROM data_keys")
+                let raw: Vec<(Vec<u8>,)> = if table != "key_encryption_keys" {
+                    sqlx::query_as(&format!("SELECT wrapped FROM {table}"))
                         .fetch_all(&mut conn)
                         .await
                         .unwrap()
@@ -615,7 +615,89 @@ async fn rotate_kek_then_reencrypt_leaves_nothing_on_old_keys_and_resumes_after_
     }
 }
 
+/// FF1 keys: one per tenant, made in the HSM and stored only wrapped,
+/// unwrapped once per process, rewrapped by `rotate-kek`.
+async fn ff1_keys_are_per_tenant_never_stored_in_clear_and_survive_rotate_kek(backend: Backend) {
+    use voltvault::ids::TenantId;
+    use voltvault::tenants::{Tenant, TenantName};
+    let h = Harness::new(backend).await;
+    let store = h.db.store().await;
+    let mut tenants = Vec::new();
+    for name in ["acme", "beta"] {
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: TenantName::parse(name).unwrap(),
+            created_at: at(0),
+        };
+        store.insert_tenant(&tenant).await.unwrap();
+        tenants.push(tenant.id);
+    }
+    let keys = h.manager(RotationPolicy::default()).await;
+    keys.record_initial_kek().await.unwrap();
+    let a = keys.ff1_key(tenants[0]).await.unwrap();
+    let b = keys.ff1_key(tenants[1]).await.unwrap();
+    assert_ne!(a.expose_secret(), b.expose_secret());
+    assert!(Arc::ptr_eq(&a, &keys.ff1_key(tenants[0]).await.unwrap()));
+    // A tenant that does not exist gets no key.
+    assert!(keys.ff1_key(TenantId::generate()).await.is_err());
+
+    // Another process finds the stored key rather than making its own.
+    let other = h.manager(RotationPolicy::default()).await;
+    assert_eq!(
+        other.ff1_key(tenants[0]).await.unwrap().expose_secret(),
+        a.expose_secret()
+    );
+    let events = h.audit.events();
+    let created = events
+        .iter()
+        .filter(|e| matches!(e, KeyEvent::Ff1KeyCreated { .. }))
+        .count();
+    assert_eq!(created, 2);
+    assert!(events.contains(&KeyEvent::Ff1KeyLoaded { tenant: tenants[0] }));
+
+    let dump = database_dump(&h.db).await;
+    let registry = registry(&h.db).await;
+    assert_eq!(registry.ff1_keys().await.unwrap().len(), 2);
+    for key in [&a, &b] {
+        let key = key.expose_secret();
+        assert!(
+            !contains_bytes(&dump, &key[..16]),
+            "FF1 key stored in clear"
+        );
+        assert!(
+            !contains_bytes(&dump, hex::encode(&key[..16]).as_bytes()),
+            "FF1 key stored in clear (hex)"
+        );
+    }
+
+    let report = keys.rotate_kek().await.unwrap();
+    assert_eq!(report.ff1_rewrapped, 2);
+    assert_eq!(report.destroyed, vec![KekVersion(1)]);
+    assert!(
+        registry
+            .ff1_keys()
+            .await
+            .unwrap()
+            .iter()
+            .all(|k| k.wrapped.kek == KekVersion(2))
+    );
+    assert_eq!(keys.status().await.unwrap().ff1_keys, 2);
+    let after = h.manager(RotationPolicy::default()).await;
+    assert_eq!(
+        after.ff1_key(tenants[1]).await.unwrap().expose_secret(),
+        b.expose_secret()
+    );
+    assert!(h.audit.events().iter().any(|e| matches!(
+        e,
+        KeyEvent::Ff1KeyRewrapped {
+            to: KekVersion(2),
+            ..
+        }
+    )));
+}
+
 crate::on_both_databases!(
+    ff1_keys_are_per_tenant_never_stored_in_clear_and_survive_rotate_kek,
     rotate_kek_then_reencrypt_leaves_nothing_on_old_keys_and_resumes_after_a_crash,
     the_kek_registry_keeps_one_active_kek,
     data_keys_rotate_reserve_and_rewrap,

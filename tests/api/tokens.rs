@@ -148,6 +148,10 @@ fn card(number: &str) -> Value {
     json!({"card": {"number": number, "exp_month": 12, "exp_year": 2034}})
 }
 
+fn ff1_card(number: &str) -> Value {
+    json!({"card": {"number": number, "exp_month": 12, "exp_year": 2034}, "format": "ff1"})
+}
+
 fn luhn(digits: &str) -> bool {
     voltvault::card::luhn::passes(digits.as_bytes())
 }
@@ -241,7 +245,7 @@ async fn bad_cards_get_stable_codes_and_store_nothing(backend: Backend) {
             422,
         ),
         (
-            json!({"card": {"number": "4111111111111111", "exp_month": 12, "exp_year": 2034}, "format": "ff1"}),
+            json!({"card": {"number": "4111111111111111", "exp_month": 12, "exp_year": 2034}, "format": "ff3"}),
             422,
         ),
         (
@@ -458,7 +462,186 @@ async fn no_card_digits_reach_the_database(backend: Backend) {
     );
 }
 
+async fn keep_bin(t: &Tenantry, tenant: TenantId) {
+    t.app
+        .store
+        .set_token_policy(
+            tenant,
+            TokenPolicy {
+                keep_bin: true,
+                deterministic: false,
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn ff1_tokens_round_trip_keep_the_clear_digits_and_differ_per_tenant(backend: Backend) {
+    let t = setup(backend).await;
+    keep_bin(&t, t.tenant).await;
+    let session = t.admin_session().await;
+    let mut tokens = Vec::new();
+    for (i, pan) in CARDS.iter().enumerate() {
+        let response = t
+            .tokenize(&t.app_key, &format!("f{i}"), ff1_card(pan))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED, "{pan}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["format"], "ff1");
+        let token = body["token"].as_str().unwrap().to_owned();
+        assert_eq!(token.len(), pan.len());
+        assert!(!luhn(&token), "token {token} passes Luhn");
+        assert_ne!(token, *pan);
+        assert_eq!(&token[token.len() - 4..], &pan[pan.len() - 4..]);
+        // The BIN stays where at least six digits are left to encrypt.
+        if pan.len() >= 16 {
+            assert_eq!(&token[..6], &pan[..6], "{pan}");
+            assert_eq!(body["card"]["bin"], &pan[..6]);
+        }
+        assert!(!body.to_string().contains(pan));
+
+        let read: Value = t.get(&t.app_key, &token).await.json().await.unwrap();
+        assert_eq!(read["format"], "ff1");
+        assert_eq!(read["fingerprint"], body["fingerprint"]);
+        let response = t.detokenize(&session, &token).await;
+        assert_eq!(response.status(), 200);
+        let card: Value = response.json().await.unwrap();
+        assert_eq!(card["card"]["number"], *pan);
+        tokens.push(token);
+    }
+
+    // One value per card: the same card again answers with its token.
+    let again: Value = t
+        .tokenize(&t.app_key, "again", ff1_card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["token"], tokens[0].as_str());
+    // A random token of the same card is another value.
+    let random: Value = t
+        .tokenize(&t.app_key, "random", card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(random["format"], "random");
+    assert_ne!(random["token"], tokens[0].as_str());
+
+    // Another tenant, same policy, same card: another FF1 key and tweak.
+    let other_tenant = t
+        .app
+        .store
+        .tenant_by_name(&voltvault::tenants::TenantName::parse("tenant-b").unwrap())
+        .await
+        .unwrap()
+        .id;
+    keep_bin(&t, other_tenant).await;
+    let other: Value = t
+        .tokenize(&t.other_key, "b", ff1_card(CARDS[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let other = other["token"].as_str().unwrap();
+    assert_ne!(other, tokens[0]);
+    assert_eq!(&other[..6], &CARDS[0][..6]);
+
+    // A deleted FF1 token keeps its value: the card cannot take it again.
+    let deleted = t
+        .app
+        .client()
+        .delete(t.app.url(&format!("/v1/tokens/{}", tokens[1])))
+        .bearer_auth(&t.app_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let taken = t
+        .tokenize(&t.app_key, "after-delete", ff1_card(CARDS[1]))
+        .await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    let problem: Value = taken.json().await.unwrap();
+    assert_eq!(problem["code"], "ff1_token_taken");
+
+    // Each tenant's FF1 key was made once, and audited.
+    let mut query = AuditQuery::new();
+    query.event_type = Some("key.ff1_key.created".into());
+    let created = t.app.store.search_audit(&query).await.unwrap();
+    assert_eq!(created.len(), 2, "{created:?}");
+    assert!(created.iter().any(|r| r.tenant == Some(t.tenant)));
+}
+
+/// `keys rotate-kek` run beside the service (as the CLI does): the FF1 key
+/// is rewrapped, and the key a fresh process unwraps makes the same tokens.
+async fn ff1_tokens_survive_rotate_kek(backend: Backend) {
+    use std::sync::Arc;
+    use voltvault::clock::Environment;
+    use voltvault::keys::{KekVersion, KeyManager, MemoryAuditSink, RotationPolicy};
+    use voltvault::tokens::KeptDigits;
+    use voltvault::tokens::ff1::{Ff1Tokenizer, Ff1Tweak};
+
+    let t = setup(backend).await;
+    let session = t.admin_session().await;
+    let first: Value = t
+        .tokenize(&t.app_key, "1", ff1_card(CARDS[2]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = first["token"].as_str().unwrap().to_owned();
+
+    let manager = async |t: &Tenantry| {
+        KeyManager::new(
+            Arc::new(t.app.pki.token.provider().await),
+            t.app.store.clone().data_key_store(),
+            Arc::new(MemoryAuditSink::default()),
+            &Environment::system(),
+            RotationPolicy::default(),
+        )
+    };
+    let cli = manager(&t).await;
+    let report = cli.rotate_kek().await.unwrap();
+    assert_eq!(report.ff1_rewrapped, 1);
+    assert_eq!(report.destroyed, vec![KekVersion(1)]);
+    let status = cli.status().await.unwrap();
+    assert_eq!(status.ff1_keys, 1);
+    assert_eq!(status.keks[1].ff1_keys, 1);
+    assert_eq!(status.keks[0].ff1_keys, 0);
+
+    // A fresh process unwraps the FF1 key under KEK v2 and gets the same token.
+    let key = manager(&t).await.ff1_key(t.tenant).await.unwrap();
+    let id = t.tenant.as_uuid();
+    let pan = voltvault::card::Pan::parse(CARDS[2]).unwrap();
+    let remade = Ff1Tokenizer::with_key(key.expose_secret())
+        .unwrap()
+        .tokenize(
+            &pan,
+            KeptDigits::LastFour,
+            &Ff1Tweak::for_tenant(id.as_bytes()),
+        )
+        .unwrap();
+    assert_eq!(remade.as_str(), token);
+
+    // The service goes on: detokenize, and new FF1 tokens.
+    let response = t.detokenize(&session, &token).await;
+    assert_eq!(response.status(), 200);
+    let card: Value = response.json().await.unwrap();
+    assert_eq!(card["card"]["number"], CARDS[2]);
+    let again: Value = t
+        .tokenize(&t.app_key, "2", ff1_card(CARDS[2]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["token"], token.as_str());
+    let new = t.tokenize(&t.app_key, "3", ff1_card(CARDS[3])).await;
+    assert_eq!(new.status(), StatusCode::CREATED);
+}
+
 crate::on_both_databases!(
+    ff1_tokens_round_trip_keep_the_clear_digits_and_differ_per_tenant,
+    ff1_tokens_survive_rotate_kek,
     tokenize_read_detokenize_round_trip_for_every_brand,
     replays_are_answered_from_the_first_response,
     bad_cards_get_stable_codes_and_store_nothing,
@@ -468,3 +651,105 @@ crate::on_both_databases!(
     batches_answer_per_item_and_refuse_oversize,
     no_card_digits_reach_the_database,
 );
+
+/// Valid numbers of every brand and every length it issues: a BIN prefix
+/// per brand range (edges included), random digits, the Luhn digit last.
+fn generated_pan() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    use voltvault::card::CardBrand;
+    const PREFIXES: &[&str] = &[
+        "4", "51", "55", "2221", "2720", "34", "37", "6011", "644", "649", "65", "3528", "3589",
+        "62", "300", "305", "3095", "36", "38", "39", "50", "56", "58", "6304", "6390", "67",
+    ];
+    let shapes: Vec<(&str, usize)> = PREFIXES
+        .iter()
+        .flat_map(|p| {
+            let brand = CardBrand::detect(format!("{p:0<12}").as_bytes());
+            (12..=19)
+                .filter(move |&len| brand.is_some_and(|b| b.allows_length(len)))
+                .map(move |len| (*p, len))
+        })
+        .collect();
+    prop::sample::select(shapes).prop_flat_map(|(prefix, len)| {
+        prop::collection::vec(0u8..10, len - prefix.len() - 1).prop_map(move |rest| {
+            let body: String = prefix
+                .chars()
+                .chain(rest.iter().map(|d| char::from(b'0' + d)))
+                .collect();
+            (0..10)
+                .map(|d| format!("{body}{d}"))
+                .find(|pan| luhn(pan))
+                .unwrap()
+        })
+    })
+}
+
+/// detokenize(tokenize(pan)) == pan over HTTP for generated cards of every
+/// brand and length, both formats, spaced or not. Few cases per database:
+/// the card module's own properties run thousands without the network.
+async fn detokenize_inverts_tokenize_for_generated_cards(backend: Backend) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    let t = setup(backend).await;
+    keep_bin(&t, t.tenant).await;
+    let session = t.admin_session().await;
+    let handle = tokio::runtime::Handle::current();
+    let counter = std::sync::atomic::AtomicU32::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let cases = (generated_pan(), any::<bool>(), any::<bool>());
+    let result = runner.run(&cases, |(pan, ff1, spaced)| {
+        let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let typed = if spaced {
+            let chunks: Vec<String> = pan
+                .as_bytes()
+                .chunks(4)
+                .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                .collect();
+            chunks.join(" ")
+        } else {
+            pan.clone()
+        };
+        let body = if ff1 { ff1_card(&typed) } else { card(&typed) };
+        // The runner is synchronous; the HTTP calls run on this test's runtime.
+        let (token, brand, number) = tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                let response = t.tokenize(&t.app_key, &format!("p{n}"), body).await;
+                assert_eq!(response.status(), StatusCode::CREATED);
+                let view: Value = response.json().await.unwrap();
+                let token = view["token"].as_str().unwrap().to_owned();
+                let response = t.detokenize(&session, &token).await;
+                assert_eq!(response.status(), 200);
+                let back: Value = response.json().await.unwrap();
+                (
+                    token,
+                    view["card"]["brand"].as_str().unwrap().to_owned(),
+                    back["card"]["number"].as_str().unwrap().to_owned(),
+                )
+            })
+        });
+        prop_assert_eq!(&number, &pan);
+        prop_assert_eq!(token.len(), pan.len());
+        prop_assert_eq!(&token[token.len() - 4..], &pan[pan.len() - 4..]);
+        prop_assert!(!luhn(&token));
+        let expected = voltvault::card::CardBrand::detect(pan.as_bytes()).unwrap();
+        prop_assert_eq!(brand.as_str(), expected.as_str());
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detokenize_inverts_tokenize_for_generated_cards_on_sqlite() {
+    detokenize_inverts_tokenize_for_generated_cards(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detokenize_inverts_tokenize_for_generated_cards_on_postgres() {
+    detokenize_inverts_tokenize_for_generated_cards(Backend::Postgres).await;
+}

@@ -20,8 +20,8 @@ use crate::http::idempotency;
 use crate::keys::KeyError;
 use crate::secret::SecretString;
 use crate::store::StoreError;
-use crate::tokens::TokenFormat;
 use crate::tokens::service::{Caller, TokenServiceError, TokenView, TokenizeRequest};
+use crate::tokens::{TokenError, TokenFormat};
 
 /// The most cards one batch may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -115,14 +115,23 @@ pub fn service_error(error: TokenServiceError) -> ApiError {
         E::Card(e) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code()).with_detail(e.to_string())
         }
+        // A key, format or random source failing is ours, not the caller's.
+        E::Token(
+            e @ (TokenError::Ff1Key
+            | TokenError::Ff1Radix
+            | TokenError::Ff1CycleWalk
+            | TokenError::Random),
+        ) => {
+            tracing::error!(code = e.code(), "token format failed");
+            ApiError::internal()
+        }
         E::Token(e) => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code()).with_detail(e.to_string())
         }
         E::NotFound => ApiError::new(StatusCode::NOT_FOUND, "token_not_found"),
         E::Deleted => ApiError::new(StatusCode::GONE, "token_deleted"),
-        E::FormatUnavailable(_) => {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "format_unavailable")
-                .with_detail(error.to_string())
+        E::Ff1Taken => {
+            ApiError::new(StatusCode::CONFLICT, "ff1_token_taken").with_detail(error.to_string())
         }
         E::Metadata(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_metadata")
             .with_detail(error.to_string()),
@@ -227,10 +236,12 @@ where
     .await
 }
 
-/// Tokenize a card.
+/// Tokenize a card. An `ff1` card tokenized before answers with its token;
+/// `409 ff1_token_taken` when that value is held by a deleted or a random token.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenizeBody,
     params(("Idempotency-Key" = String, Header, description = "required on every mutating request")),
-    responses((status = 201, body = TokenizeResponse), (status = 422, body = crate::http::error::Problem)))]
+    responses((status = 201, body = TokenizeResponse), (status = 409, body = crate::http::error::Problem),
+        (status = 422, body = crate::http::error::Problem), (status = 503, body = crate::http::error::Problem)))]
 pub async fn tokenize(
     State(state): State<AppState>,
     principal: Principal,
