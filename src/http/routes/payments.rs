@@ -178,30 +178,40 @@ fn answer(status: StatusCode, result: Result<SessionView, PaymentError>) -> Resp
     }
 }
 
-/// The shell every POST shares: the service, the key, the session id.
-async fn post<T, F, Fut>(
-    state: &AppState,
-    principal: &Principal,
-    headers: &HeaderMap,
-    path: &str,
-    body: &[u8],
-    work: F,
-) -> Response
+/// What every POST hands to the shell.
+struct Incoming<'a> {
+    state: &'a AppState,
+    principal: &'a Principal,
+    headers: &'a HeaderMap,
+    path: &'a str,
+    body: &'a [u8],
+}
+
+/// The shell every POST shares: the service, the key, the parsed body.
+async fn post<T, F, Fut>(req: Incoming<'_>, work: F) -> Response
 where
     T: serde::de::DeserializeOwned,
     F: FnOnce(Arc<PaymentService>, IdempotencyKey, T) -> Fut,
     Fut: Future<Output = Response>,
 {
-    let payments = match service(state) {
+    let payments = match service(req.state) {
         Ok(p) => p.clone(),
         Err(e) => return e.into_response(),
     };
-    once_with_json(state, principal, headers, path, body, |parsed: T| async {
-        match idem_key(headers) {
-            Ok(key) => work(payments, key, parsed).await,
-            Err(e) => e.into_response(),
-        }
-    })
+    let headers = req.headers;
+    once_with_json(
+        req.state,
+        req.principal,
+        headers,
+        req.path,
+        req.body,
+        |parsed: T| async {
+            match idem_key(headers) {
+                Ok(key) => work(payments, key, parsed).await,
+                Err(e) => e.into_response(),
+            }
+        },
+    )
     .await
 }
 
@@ -219,30 +229,30 @@ pub async fn create(
 ) -> Response {
     let caller = caller(&principal, &origin);
     let st = &state;
-    post(
-        st,
-        &principal,
-        &headers,
-        uri.path(),
-        &body,
-        |payments, key, b: CreateSessionBody| async move {
-            let method = match payment_method(st, b.payment_method) {
-                Ok(m) => m,
-                Err(e) => return e.into_response(),
-            };
-            let request = CreateSession {
-                evse_id: b.evse_id,
-                connector_id: b.connector_id,
-                tariff_id: b.tariff_id,
-                method,
-                hold: b.hold,
-            };
-            answer(
-                StatusCode::CREATED,
-                payments.create(&caller, &key, request).await,
-            )
-        },
-    )
+    let req = Incoming {
+        state: st,
+        principal: &principal,
+        headers: &headers,
+        path: uri.path(),
+        body: &body,
+    };
+    post(req, |payments, key, b: CreateSessionBody| async move {
+        let method = match payment_method(st, b.payment_method) {
+            Ok(m) => m,
+            Err(e) => return e.into_response(),
+        };
+        let request = CreateSession {
+            evse_id: b.evse_id,
+            connector_id: b.connector_id,
+            tariff_id: b.tariff_id,
+            method,
+            hold: b.hold,
+        };
+        answer(
+            StatusCode::CREATED,
+            payments.create(&caller, &key, request).await,
+        )
+    })
     .await
 }
 
@@ -269,14 +279,11 @@ pub async fn get(
     }
 }
 
+/// A POST on one session: its id parsed, the caller named.
 async fn with_session<T, F, Fut>(
-    state: &AppState,
-    principal: &Principal,
+    req: Incoming<'_>,
     origin: &RequestOrigin,
-    headers: &HeaderMap,
-    path: &str,
     raw_id: &str,
-    body: &[u8],
     work: F,
 ) -> Response
 where
@@ -288,15 +295,10 @@ where
         Ok(id) => id,
         Err(e) => return e.into_response(),
     };
-    let caller = caller(principal, origin);
-    post(
-        state,
-        principal,
-        headers,
-        path,
-        body,
-        |payments, key, parsed: T| work(payments, caller, id, key, parsed),
-    )
+    let caller = caller(req.principal, origin);
+    post(req, |payments, key, parsed: T| {
+        work(payments, caller, id, key, parsed)
+    })
     .await
 }
 
@@ -313,14 +315,17 @@ pub async fn meter(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let req = Incoming {
+        state: &state,
+        principal: &principal,
+        headers: &headers,
+        path: uri.path(),
+        body: &body,
+    };
     with_session(
-        &state,
-        &principal,
+        req,
         &origin,
-        &headers,
-        uri.path(),
         &id,
-        &body,
         |payments, caller, id, _key, b: MeterBody| async move {
             let reading = Reading {
                 energy_wh: b.energy_wh,
@@ -345,14 +350,17 @@ pub async fn complete(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let req = Incoming {
+        state: &state,
+        principal: &principal,
+        headers: &headers,
+        path: uri.path(),
+        body: &body,
+    };
     with_session(
-        &state,
-        &principal,
+        req,
         &origin,
-        &headers,
-        uri.path(),
         &id,
-        &body,
         |payments, caller, id, key, b: CompleteBody| async move {
             let reading = match (b.energy_wh, b.at) {
                 (Some(energy_wh), Some(at)) => Some(Reading { energy_wh, at }),
@@ -385,14 +393,17 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let req = Incoming {
+        state: &state,
+        principal: &principal,
+        headers: &headers,
+        path: uri.path(),
+        body: &body,
+    };
     with_session(
-        &state,
-        &principal,
+        req,
         &origin,
-        &headers,
-        uri.path(),
         &id,
-        &body,
         |payments, caller, id, key, _: CancelBody| async move {
             answer(StatusCode::OK, payments.cancel(&caller, id, &key).await)
         },
@@ -413,14 +424,17 @@ pub async fn refund(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
+    let req = Incoming {
+        state: &state,
+        principal: &principal,
+        headers: &headers,
+        path: uri.path(),
+        body: &body,
+    };
     with_session(
-        &state,
-        &principal,
+        req,
         &origin,
-        &headers,
-        uri.path(),
         &id,
-        &body,
         |payments, caller, id, key, b: RefundBody| async move {
             answer(
                 StatusCode::OK,
