@@ -11,15 +11,36 @@ use nix::unistd::Pid;
 
 use crate::helpers::{Backend, TestDb, TestPki, contains_bytes};
 
-const BIN: &str = env!("CARGO_BIN_EXE_voltvault");
+pub const BIN: &str = env!("CARGO_BIN_EXE_voltvault");
 const PAN: &str = "4111111111111111";
 const SPACED_PAN: &str = "5555 5555 5555 4444";
 
 fn write_config(pki: &TestPki, db: &TestDb, extra: &str) -> std::path::PathBuf {
-    let path = pki.dir.path().join("voltvault.toml");
+    write_config_file(pki, db, "voltvault.toml", "bin-test", extra)
+}
+
+/// A configuration file of its own for node `node`, with `extra` at the
+/// top level before the first table.
+pub fn write_node_config(
+    pki: &TestPki,
+    db: &TestDb,
+    node: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    write_config_file(pki, db, &format!("{node}.toml"), node, extra)
+}
+
+fn write_config_file(
+    pki: &TestPki,
+    db: &TestDb,
+    file: &str,
+    node: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = pki.dir.path().join(file);
     let body = format!(
         r#"version = 1
-node_id = "bin-test"
+node_id = "{node}"
 {extra}
 [server]
 listen = "127.0.0.1:0"
@@ -243,7 +264,7 @@ async fn admin_cli_manages_tenants_clients_and_users() {
 }
 
 /// `voltvault keys init` on the test's own SoftHSM token.
-fn keys_init(config: &std::path::Path) {
+pub fn keys_init(config: &std::path::Path) {
     let init = Command::new(BIN)
         .args(["keys", "init", "--config"])
         .arg(config)
@@ -259,14 +280,14 @@ fn keys_init(config: &std::path::Path) {
 }
 
 /// A running child whose stderr lines arrive on a channel.
-struct Running {
-    child: Child,
+pub struct Running {
+    pub child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Running {
-    fn start(args: &[&str], stdout_too: bool) -> Self {
+    pub fn start(args: &[&str], stdout_too: bool) -> Self {
         let mut child = Command::new(BIN)
             .args(args)
             .stdout(Stdio::piped())
@@ -297,7 +318,7 @@ impl Running {
     }
 
     /// Waits for a line containing `needle` and returns it.
-    fn wait_for(&mut self, needle: &str) -> String {
+    pub fn wait_for(&mut self, needle: &str) -> String {
         loop {
             let line = self
                 .lines
@@ -312,7 +333,7 @@ impl Running {
 
     /// Signals the process and waits for it to exit, keeping the runtime
     /// free so that open client connections can take part in the shutdown.
-    async fn signal_and_collect(mut self, signal: Signal) -> (bool, Vec<String>) {
+    pub async fn signal_and_collect(mut self, signal: Signal) -> (bool, Vec<String>) {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -15,5 +15,6 @@ mod connectors;
 mod edge;
 mod keys;
 mod payments;
+mod payments_crash;
 mod store;
 mod tokens;

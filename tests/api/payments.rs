@@ -522,3 +522,75 @@ crate::on_both_databases!(
     holds_never_completed_expire,
     bad_requests_are_refused_and_store_nothing,
 );
+
+/// The same session against localstripe: a PaymentIntent with manual
+/// capture; localstripe cannot raise a hold, so the charger is stopped.
+async fn a_whole_session_against_localstripe(backend: Backend) {
+    let stripe = crate::localstripe::LocalStripe::start().await;
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("stripe.key");
+    voltvault::devpki::write_file(&key_file, crate::localstripe::API_KEY, 0o600).unwrap();
+    let url = stripe.url.clone();
+    let w = charging(backend, move |c| {
+        c.payments.acquirer = Some(voltvault::config::AcquirerKind::Stripe);
+        c.payments.stripe = Some(voltvault::config::StripeSettings {
+            base_url: Some(url),
+            api_key_file: Some(key_file),
+            incremental_authorization: true,
+            request_timeout_secs: 10,
+        });
+    })
+    .await;
+    let (status, s) = w.open("ls-1", card(APPROVE), 2000).await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "authorized", "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let mut stopped_at = None;
+    for i in 0..10 {
+        let (status, m) = w.meter(&id, &format!("ls-m{i}"), i * 5_000, i * 5).await;
+        assert_eq!(status, StatusCode::OK, "{m}");
+        assert_eq!(money(&m["authorized_amount"]), 2000, "no increments here");
+        if m["action"] == "stop" {
+            stopped_at = Some(money(&m["cost"]));
+            break;
+        }
+    }
+    // Stopped once the cost reached 80% of the hold, before passing it.
+    let cost = stopped_at.expect("the charger was told to stop");
+    assert!((1600..2000).contains(&cost), "{cost}");
+    let (status, done) = w.complete(&id, 25_000, 60).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    assert_eq!(
+        money(&done["captured_amount"]),
+        2000.min(money(&done["cost"]))
+    );
+    assert_eq!(stripe.payment_intent_count().await, 1);
+
+    // Declined by the issuer at localstripe.
+    let (status, d) = w.open("ls-2", card("4000000000000341"), 2000).await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(d["status"], "declined", "{d}");
+    assert!(d["decline_code"].is_string(), "{d}");
+    // Cancelled before charging: the hold is released at localstripe.
+    let (_, s) = w.open("ls-3", card(APPROVE), 2000).await;
+    let sid = s["id"].as_str().unwrap();
+    let (status, c) = w
+        .post(
+            &w.charger,
+            &format!("/v1/payment-sessions/{sid}/cancel"),
+            "ls-3-c",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, c["status"].as_str()),
+        (StatusCode::OK, Some("cancelled")),
+        "{c}"
+    );
+}
+
+mod localstripe {
+    crate::on_both_databases!(a_whole_session_against_localstripe);
+    use super::a_whole_session_against_localstripe;
+}
