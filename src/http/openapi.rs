@@ -17,7 +17,7 @@ use super::routes::{admin, audit, auth, meta, payments, tokens};
     paths(
         meta::healthz, meta::openapi_json, meta::whoami,
         tokens::tokenize, tokens::batch, tokens::get_token, tokens::delete_token, tokens::detokenize,
-        payments::create, payments::get, payments::meter, payments::complete, payments::cancel,
+        payments::create, payments::get, payments::events, payments::meter, payments::complete, payments::cancel,
         payments::refund,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,

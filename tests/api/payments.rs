@@ -514,7 +514,63 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
 
+async fn live_cost_streams_until_the_session_ends(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let (_, s) = w.open("sse-1", card(APPROVE), 5000).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let stream = w
+        .charger
+        .get(w.app.url(&format!("/v1/payment-sessions/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert!(
+        stream.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let reader = tokio::spawn(async move { stream.text().await.unwrap() });
+    w.meter(&id, "sse-m0", 0, 0).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    w.meter(&id, "sse-m1", 10_000, 10).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    w.complete(&id, 20_000, 20).await;
+    let text = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("the stream ends with the session")
+        .unwrap();
+    let events: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert!(
+        text.contains("event: session") && text.contains("event: final"),
+        "{text}"
+    );
+    let costs: Vec<i64> = events.iter().map(|e| money(&e["cost"])).collect();
+    assert!(
+        costs.contains(&702),
+        "the live cost after 10 kWh: {costs:?}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["status"], "completed");
+    assert_eq!(money(&last["captured_amount"]), 1404);
+    // Without credentials there is nothing to stream.
+    let r = w
+        .app
+        .client()
+        .get(w.app.url(&format!("/v1/payment-sessions/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
 crate::on_both_databases!(
+    live_cost_streams_until_the_session_ends,
     a_whole_session_is_held_metered_captured_and_refunded,
     declines_and_stops,
     lost_answers_are_settled_by_recovery,

@@ -148,6 +148,12 @@ pub fn api_routes() -> ApiRoutes {
             payments::get,
         )
         .add(
+            Method::GET,
+            "/v1/payment-sessions/{id}/events",
+            perm(P::PaymentsRead),
+            payments::events,
+        )
+        .add(
             Method::POST,
             "/v1/payment-sessions/{id}/meter",
             perm(P::PaymentsMeter),

@@ -444,3 +444,63 @@ pub async fn refund(
     )
     .await
 }
+
+/// How often the event stream looks at the session. Polling the database
+/// keeps it right whichever node took the reading.
+const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest an event stream stays open (a session is released by then).
+const EVENTS_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Server-sent events: a `session` event with the live cost whenever the
+/// session changes, then `final` once it has ended, and the stream closes.
+#[utoipa::path(get, path = "/v1/payment-sessions/{id}/events", tag = "payments",
+    params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of SessionView documents"),
+        (status = 404, body = crate::http::error::Problem)))]
+pub async fn events(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    Path(id): Path<String>,
+) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let payments = match service(&state) {
+        Ok(p) => p.clone(),
+        Err(e) => return e.into_response(),
+    };
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let caller = caller(&principal, &origin);
+    // The first read answers 404 for a session the caller cannot see.
+    if let Err(e) = payments.get(&caller, id).await {
+        return payment_error(e).into_response();
+    }
+    let started = std::time::Instant::now();
+    let stream = futures_util::stream::unfold((None::<String>, false), move |(last, ended)| {
+        let (payments, caller) = (payments.clone(), caller.clone());
+        async move {
+            if ended || started.elapsed() > EVENTS_MAX {
+                return None;
+            }
+            loop {
+                if last.is_some() {
+                    tokio::time::sleep(EVENTS_POLL).await;
+                }
+                let view = payments.get(&caller, id).await.ok()?;
+                let json = serde_json::to_string(&view).ok()?;
+                let done = view.ended_at.is_some();
+                if last.as_deref() != Some(json.as_str()) || done {
+                    let event = Event::default()
+                        .event(if done { "final" } else { "session" })
+                        .data(json.clone());
+                    return Some((Ok::<_, std::convert::Infallible>(event), (Some(json), done)));
+                }
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
