@@ -23,6 +23,8 @@ CREATE TABLE payment_sessions (
     stop_requested   BOOLEAN NOT NULL,
     incremental      BOOLEAN NOT NULL,
     auth_ref         TEXT,
+    -- The issuer's approval code, for the receipt.
+    authorization_code TEXT,
     capture_ref      TEXT,
     decline_code     TEXT,
     created_at       TEXT NOT NULL,

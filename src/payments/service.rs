@@ -291,6 +291,7 @@ impl PaymentService {
             stop_requested: false,
             incremental: false,
             auth_ref: None,
+            authorization_code: None,
             capture_ref: None,
             decline_code: None,
             created_at: now,
@@ -776,6 +777,7 @@ impl PaymentService {
                 session.status = SessionStatus::Authorized;
                 session.authorized = a.authorized;
                 session.auth_ref = Some(a.reference);
+                session.authorization_code = a.authorization_code;
                 session.incremental = a.incremental && self.connector.supports_increment();
             }
             CallResult::Incremented(total) => session.authorized = total,

@@ -106,6 +106,8 @@ pub struct PaymentSession {
     /// The acquirer allows raising this hold.
     pub incremental: bool,
     pub auth_ref: Option<String>,
+    /// The issuer's approval code, where the acquirer passes it on.
+    pub authorization_code: Option<String>,
     pub capture_ref: Option<String>,
     pub decline_code: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -353,6 +355,7 @@ mod tests {
             stop_requested: false,
             incremental,
             auth_ref: None,
+            authorization_code: None,
             capture_ref: None,
             decline_code: None,
             created_at: now,

@@ -90,7 +90,7 @@ macro_rules! PAYMENT_SESSION_COLUMNS {
         "id, tenant_id, created_by, idem_key, evse_id, connector_id, tariff_id, tariff_version, \
          token, acquirer, currency, hold_value, authorized_value, cost_value, energy_wh, \
          captured_value, refunded_value, status, stop_requested, incremental, auth_ref, \
-         capture_ref, decline_code, created_at, updated_at, ended_at, revision"
+         capture_ref, decline_code, created_at, updated_at, ended_at, revision, authorization_code"
     };
 }
 pub(crate) use PAYMENT_SESSION_COLUMNS;
@@ -142,6 +142,7 @@ mod payment_rows {
             stop_requested: row.try_get("stop_requested")?,
             incremental: row.try_get("incremental")?,
             auth_ref: row.try_get("auth_ref")?,
+            authorization_code: row.try_get("authorization_code")?,
             capture_ref: row.try_get("capture_ref")?,
             decline_code: row.try_get("decline_code")?,
             created_at: row.try_get("created_at")?,
@@ -192,7 +193,7 @@ mod payment_rows {
                     "INSERT INTO payment_sessions (",
                     $crate::store::payments::PAYMENT_SESSION_COLUMNS!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27)"
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
                 ))
                 .bind(s.id)
                 .bind(s.tenant)
@@ -221,6 +222,7 @@ mod payment_rows {
                 .bind(s.updated_at)
                 .bind(s.ended_at)
                 .bind(s.revision)
+                .bind(&s.authorization_code)
                 .execute(&mut *tx)
                 .await?;
                 insert_intent(&mut tx, intent).await?;
@@ -359,7 +361,8 @@ mod payment_rows {
                     "UPDATE payment_sessions SET authorized_value = $1, cost_value = $2, \
                      energy_wh = $3, captured_value = $4, refunded_value = $5, status = $6, \
                      stop_requested = $7, incremental = $8, auth_ref = $9, capture_ref = $10, \
-                     decline_code = $11, updated_at = $12, ended_at = $13, revision = $14 + 1 \
+                     decline_code = $11, updated_at = $12, ended_at = $13, revision = $14 + 1, \
+                     authorization_code = $16 \
                      WHERE id = $15 AND revision = $14",
                 )
                 .bind(s.authorized.value)
@@ -377,6 +380,7 @@ mod payment_rows {
                 .bind(s.ended_at)
                 .bind(s.revision)
                 .bind(s.id)
+                .bind(&s.authorization_code)
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
