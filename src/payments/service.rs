@@ -23,7 +23,7 @@ use super::session::{
 };
 use super::tariffs::TariffCatalog;
 use super::vault_card::VaultCard;
-use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
+use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::billing::pricing::{MeterReading, PricingError, price_session};
 use crate::card::Cvc;
 use crate::clock::Environment;
@@ -330,7 +330,7 @@ impl PaymentService {
         caller: &Caller,
         id: PaymentSessionId,
     ) -> Result<SessionView, PaymentError> {
-        let s = self.store.payment_session(caller.tenant, id).await?;
+        let s = self.session_for(caller, id).await?;
         let action = s.status.is_open().then_some(if s.stop_requested {
             MeterAction::Stop
         } else {
@@ -347,7 +347,7 @@ impl PaymentService {
         id: PaymentSessionId,
         reading: Reading,
     ) -> Result<SessionView, PaymentError> {
-        let mut session = self.store.payment_session(caller.tenant, id).await?;
+        let mut session = self.session_for(caller, id).await?;
         if !session.status.is_open() {
             return Err(PaymentError::WrongState(session.status));
         }
@@ -400,7 +400,7 @@ impl PaymentService {
         idem_key: &IdempotencyKey,
         reading: Option<Reading>,
     ) -> Result<SessionView, PaymentError> {
-        let mut session = self.store.payment_session(caller.tenant, id).await?;
+        let mut session = self.session_for(caller, id).await?;
         match session.status {
             SessionStatus::Completed | SessionStatus::Completing => {
                 return Ok(SessionView::of(&session, None));
@@ -454,7 +454,7 @@ impl PaymentService {
         id: PaymentSessionId,
         idem_key: &IdempotencyKey,
     ) -> Result<SessionView, PaymentError> {
-        let session = self.store.payment_session(caller.tenant, id).await?;
+        let session = self.session_for(caller, id).await?;
         match session.status {
             SessionStatus::Cancelled | SessionStatus::Cancelling => {
                 Ok(SessionView::of(&session, None))
@@ -487,7 +487,7 @@ impl PaymentService {
         if reason.trim().is_empty() || reason.len() > 200 {
             return Err(PaymentError::InvalidField("reason", "1 to 200 characters"));
         }
-        let mut session = self.store.payment_session(caller.tenant, id).await?;
+        let mut session = self.session_for(caller, id).await?;
         let discriminator = short_hash(idem_key.as_str());
         let key = acquirer_key(session.id, IntentKind::Refund, &discriminator);
         match self.store.payment_intent(&key).await {
@@ -888,6 +888,20 @@ impl PaymentService {
             updated_at: now,
             lease_until: now + self.settings.lease,
         }
+    }
+
+    /// A session the caller may act on: any of its tenant's, except that a
+    /// charger sees only the sessions it opened itself.
+    async fn session_for(
+        &self,
+        caller: &Caller,
+        id: PaymentSessionId,
+    ) -> Result<PaymentSession, PaymentError> {
+        let session = self.store.payment_session(caller.tenant, id).await?;
+        if caller.actor_kind == ActorKind::Charger && session.created_by != caller.actor_id {
+            return Err(PaymentError::NotFound);
+        }
+        Ok(session)
     }
 
     async fn opened_with(

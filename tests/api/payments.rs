@@ -483,6 +483,24 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
         (status, m["action"].as_str()),
         (StatusCode::OK, Some("continue"))
     );
+    // Another charger of the same operator cannot see or drive this session.
+    let other = w.app.pki.ca.issue_client("charger-8").unwrap();
+    let other = w.app.client_with_identity(&other.cert_pem, &other.key_pem);
+    let r = other
+        .get(w.app.url(&format!("/v1/payment-sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (status, _) = w
+        .post(
+            &other,
+            &format!("/v1/payment-sessions/{id}/meter"),
+            "k-1-e",
+            json!({"energy_wh": 6000, "at": at(12)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Unknown and malformed ids, and another tenant's session.
     for path in [
         "/v1/payment-sessions/not-a-uuid".to_owned(),
