@@ -378,12 +378,8 @@ impl PaymentService {
                     Some(caller),
                     None,
                 );
-                self.write(&session, None, Some(&intent), Some(stored))
-                    .await?;
-                session.revision += 1;
-                let result = self.call(&session, &intent).await;
-                let session = self
-                    .apply(session, &intent, result, Actor::Caller(caller))
+                let (session, _) = self
+                    .run_intent(session, &intent, Some(stored), Actor::Caller(caller))
                     .await?;
                 let action = self.action_now(&session);
                 Ok(SessionView::of(&session, Some(action)))
@@ -438,11 +434,8 @@ impl PaymentService {
                 Some(idem_key),
             )
         };
-        self.write(&session, None, Some(&intent), stored).await?;
-        session.revision += 1;
-        let result = self.call(&session, &intent).await;
-        let session = self
-            .apply(session, &intent, result, Actor::Caller(caller))
+        let (session, _) = self
+            .run_intent(session, &intent, stored, Actor::Caller(caller))
             .await?;
         Ok(SessionView::of(&session, None))
     }
@@ -521,15 +514,8 @@ impl PaymentService {
             Some(idem_key),
         );
         intent.reason = Some(reason);
-        self.write(&session, None, Some(&intent), None).await?;
-        session.revision += 1;
-        let result = self.call(&session, &intent).await;
-        let failed = match &result {
-            CallResult::Failed(e) => Some(*e),
-            _ => None,
-        };
-        let session = self
-            .apply(session, &intent, result, Actor::Caller(caller))
+        let (session, failed) = self
+            .run_intent(session, &intent, None, Actor::Caller(caller))
             .await?;
         match failed {
             Some(e) => Err(PaymentError::Acquirer(e)),
@@ -669,10 +655,29 @@ impl PaymentService {
         if caller.is_none() {
             intent.reason = Some("expired".into());
         }
-        self.write(&session, None, Some(&intent), None).await?;
+        let (session, _) = self.run_intent(session, &intent, None, actor).await?;
+        Ok(session)
+    }
+
+    /// Writes the session with a new intent, makes the call, and writes
+    /// what it came to. Returns the session and, when the acquirer refused
+    /// for certain, why.
+    async fn run_intent(
+        &self,
+        mut session: PaymentSession,
+        intent: &Intent,
+        reading: Option<StoredReading>,
+        actor: Actor<'_>,
+    ) -> Result<(PaymentSession, Option<AcquirerError>), PaymentError> {
+        self.write(&session, None, Some(intent), reading).await?;
         session.revision += 1;
-        let result = self.call(&session, &intent).await;
-        self.apply(session, &intent, result, actor).await
+        let result = self.call(&session, intent).await;
+        let refused = match &result {
+            CallResult::Failed(e) => Some(*e),
+            _ => None,
+        };
+        let session = self.apply(session, intent, result, actor).await?;
+        Ok((session, refused))
     }
 
     /// Makes the acquirer call an intent stands for.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Path, State};
+use axum::extract::{FromRequest, FromRequestParts, OriginalUri, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -279,61 +279,90 @@ pub async fn get(
     }
 }
 
-/// A POST on one session: its id parsed, the caller named.
-async fn with_session<T, F, Fut>(
-    req: Incoming<'_>,
-    origin: &RequestOrigin,
-    raw_id: &str,
-    work: F,
-) -> Response
-where
-    T: serde::de::DeserializeOwned,
-    F: FnOnce(Arc<PaymentService>, Caller, PaymentSessionId, IdempotencyKey, T) -> Fut,
-    Fut: Future<Output = Response>,
-{
-    let id = match parse_id(raw_id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let caller = caller(req.principal, origin);
-    post(req, |payments, key, parsed: T| {
-        work(payments, caller, id, key, parsed)
-    })
-    .await
+/// Everything a POST on one session brings: who asks and from where,
+/// the session id from the path, the headers and the raw body.
+pub struct SessionPost {
+    state: AppState,
+    principal: Principal,
+    origin: RequestOrigin,
+    headers: HeaderMap,
+    path: String,
+    id: String,
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for SessionPost {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let principal = Principal::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let origin = RequestOrigin::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|never| match never {})?;
+        let Path(id) = Path::<String>::from_request_parts(&mut parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let OriginalUri(uri) = OriginalUri::from_request_parts(&mut parts, state)
+            .await
+            .map_err(|never| match never {})?;
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            state: state.clone(),
+            principal,
+            origin,
+            headers,
+            path: uri.path().to_owned(),
+            id,
+            body,
+        })
+    }
+}
+
+impl SessionPost {
+    /// Runs `work` at most once per Idempotency-Key with the parsed body.
+    async fn run<T, F, Fut>(self, work: F) -> Response
+    where
+        T: serde::de::DeserializeOwned,
+        F: FnOnce(Arc<PaymentService>, Caller, PaymentSessionId, IdempotencyKey, T) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let id = match parse_id(&self.id) {
+            Ok(id) => id,
+            Err(e) => return e.into_response(),
+        };
+        let caller = caller(&self.principal, &self.origin);
+        let req = Incoming {
+            state: &self.state,
+            principal: &self.principal,
+            headers: &self.headers,
+            path: &self.path,
+            body: &self.body,
+        };
+        post(req, |payments, key, parsed: T| {
+            work(payments, caller, id, key, parsed)
+        })
+        .await
+    }
 }
 
 /// A cumulative meter reading: the live cost, and whether to keep charging.
 #[utoipa::path(post, path = "/v1/payment-sessions/{id}/meter", tag = "payments", request_body = MeterBody,
     params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "required on every mutating request")),
     responses((status = 200, body = SessionView), (status = 409, body = crate::http::error::Problem)))]
-pub async fn meter(
-    State(state): State<AppState>,
-    principal: Principal,
-    origin: RequestOrigin,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        state: &state,
-        principal: &principal,
-        headers: &headers,
-        path: uri.path(),
-        body: &body,
-    };
-    with_session(
-        req,
-        &origin,
-        &id,
-        |payments, caller, id, _key, b: MeterBody| async move {
-            let reading = Reading {
-                energy_wh: b.energy_wh,
-                at: b.at,
-            };
-            answer(StatusCode::OK, payments.meter(&caller, id, reading).await)
-        },
-    )
+pub async fn meter(post: SessionPost) -> Response {
+    post.run(|payments, caller, id, _key, b: MeterBody| async move {
+        let reading = Reading {
+            energy_wh: b.energy_wh,
+            at: b.at,
+        };
+        answer(StatusCode::OK, payments.meter(&caller, id, reading).await)
+    })
     .await
 }
 
@@ -341,42 +370,22 @@ pub async fn meter(
 #[utoipa::path(post, path = "/v1/payment-sessions/{id}/complete", tag = "payments", request_body = CompleteBody,
     params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "required on every mutating request")),
     responses((status = 200, body = SessionView), (status = 409, body = crate::http::error::Problem)))]
-pub async fn complete(
-    State(state): State<AppState>,
-    principal: Principal,
-    origin: RequestOrigin,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        state: &state,
-        principal: &principal,
-        headers: &headers,
-        path: uri.path(),
-        body: &body,
-    };
-    with_session(
-        req,
-        &origin,
-        &id,
-        |payments, caller, id, key, b: CompleteBody| async move {
-            let reading = match (b.energy_wh, b.at) {
-                (Some(energy_wh), Some(at)) => Some(Reading { energy_wh, at }),
-                (None, None) => None,
-                _ => {
-                    return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
-                        .with_detail("energy_wh and at: both or neither")
-                        .into_response();
-                }
-            };
-            answer(
-                StatusCode::OK,
-                payments.complete(&caller, id, &key, reading).await,
-            )
-        },
-    )
+pub async fn complete(post: SessionPost) -> Response {
+    post.run(|payments, caller, id, key, b: CompleteBody| async move {
+        let reading = match (b.energy_wh, b.at) {
+            (Some(energy_wh), Some(at)) => Some(Reading { energy_wh, at }),
+            (None, None) => None,
+            _ => {
+                return ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+                    .with_detail("energy_wh and at: both or neither")
+                    .into_response();
+            }
+        };
+        answer(
+            StatusCode::OK,
+            payments.complete(&caller, id, &key, reading).await,
+        )
+    })
     .await
 }
 
@@ -384,30 +393,10 @@ pub async fn complete(
 #[utoipa::path(post, path = "/v1/payment-sessions/{id}/cancel", tag = "payments", request_body = CancelBody,
     params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "required on every mutating request")),
     responses((status = 200, body = SessionView), (status = 409, body = crate::http::error::Problem)))]
-pub async fn cancel(
-    State(state): State<AppState>,
-    principal: Principal,
-    origin: RequestOrigin,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        state: &state,
-        principal: &principal,
-        headers: &headers,
-        path: uri.path(),
-        body: &body,
-    };
-    with_session(
-        req,
-        &origin,
-        &id,
-        |payments, caller, id, key, _: CancelBody| async move {
-            answer(StatusCode::OK, payments.cancel(&caller, id, &key).await)
-        },
-    )
+pub async fn cancel(post: SessionPost) -> Response {
+    post.run(|payments, caller, id, key, _: CancelBody| async move {
+        answer(StatusCode::OK, payments.cancel(&caller, id, &key).await)
+    })
     .await
 }
 
@@ -415,33 +404,13 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/v1/payment-sessions/{id}/refunds", tag = "payments", request_body = RefundBody,
     params(("id" = String, Path), ("Idempotency-Key" = String, Header, description = "required on every mutating request")),
     responses((status = 200, body = SessionView), (status = 422, body = crate::http::error::Problem)))]
-pub async fn refund(
-    State(state): State<AppState>,
-    principal: Principal,
-    origin: RequestOrigin,
-    headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
-    let req = Incoming {
-        state: &state,
-        principal: &principal,
-        headers: &headers,
-        path: uri.path(),
-        body: &body,
-    };
-    with_session(
-        req,
-        &origin,
-        &id,
-        |payments, caller, id, key, b: RefundBody| async move {
-            answer(
-                StatusCode::OK,
-                payments.refund(&caller, id, &key, b.amount, b.reason).await,
-            )
-        },
-    )
+pub async fn refund(post: SessionPost) -> Response {
+    post.run(|payments, caller, id, key, b: RefundBody| async move {
+        answer(
+            StatusCode::OK,
+            payments.refund(&caller, id, &key, b.amount, b.reason).await,
+        )
+    })
     .await
 }
 
