@@ -35,7 +35,7 @@ use crate::payments::connectors::stripe::{StripeConfig, StripeConnector};
 use crate::payments::connectors::{Acquirer, Connector};
 use crate::payments::service::{PaymentService, PaymentSettings};
 use crate::payments::session::HoldRules;
-use crate::payments::tariffs::TariffCatalog;
+use crate::payments::tariffs::{TariffBook, TariffCatalog};
 use crate::store::{self, ConnectError, MigrateError, Store};
 use crate::tokens::service::TokenService;
 
@@ -275,6 +275,12 @@ impl App {
             self.env.clone(),
         ));
         let cvcs = crate::http::routes::tokens::new_cvc_vault(&self.env);
+        let tariffs = Arc::new(TariffBook::new(
+            self.store.clone(),
+            self.tariffs.clone(),
+            audit.clone(),
+            self.env.clone(),
+        ));
         let payments = self.acquirer.clone().map(|acquirer| {
             let p = &self.config.payments;
             Arc::new(PaymentService::new(
@@ -282,7 +288,7 @@ impl App {
                 Connector::new(acquirer, audit.clone(), self.env.clock.clone()),
                 tokens.clone(),
                 cvcs.clone(),
-                self.tariffs.clone(),
+                tariffs.clone(),
                 audit.clone(),
                 self.env.clone(),
                 PaymentSettings {
@@ -299,6 +305,7 @@ impl App {
             ))
         });
         let state = AppState {
+            tariffs,
             payments: payments.clone(),
             store: self.store.clone(),
             auth: self.auth.clone(),

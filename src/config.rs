@@ -474,7 +474,10 @@ impl Config {
     fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
         let env = Env::prefixed("VOLTVAULT_")
             .split("__")
-            .filter(|key| !SECRET_ENV_KEYS.contains(&key.as_str()));
+            // `VOLTVAULT_TEST_*` belongs to the test suite, not to a node.
+            .filter(|key| {
+                !SECRET_ENV_KEYS.contains(&key.as_str()) && !key.as_str().starts_with("test_")
+            });
         let config: Config = figment
             .merge(env)
             .extract()

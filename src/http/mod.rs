@@ -48,6 +48,8 @@ pub struct AppState {
     pub cvcs: Arc<routes::tokens::TokenCvcs>,
     /// The read side of the audit trail, for auditors.
     pub audit_log: crate::audit::AuditLog,
+    /// Published tariffs over the deployment's own.
+    pub tariffs: Arc<crate::payments::tariffs::TariffBook>,
     /// EV payment sessions; `None` when no acquirer is configured.
     pub payments: Option<Arc<crate::payments::service::PaymentService>>,
 }

@@ -21,7 +21,7 @@ use super::session::{
     HoldDecision, HoldRules, Intent, IntentKind, IntentState, MeterAction, PaymentSession,
     SessionStatus, acquirer_key, capture_amount, display_message, hold_decision,
 };
-use super::tariffs::TariffCatalog;
+use super::tariffs::{TariffBook, TariffBookError};
 use super::vault_card::VaultCard;
 use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::billing::pricing::{MeterReading, PricingError, price_session};
@@ -163,6 +163,18 @@ pub enum PaymentError {
     Audit(#[from] AuditError),
 }
 
+impl From<TariffBookError> for PaymentError {
+    fn from(e: TariffBookError) -> Self {
+        match e {
+            TariffBookError::NotFound => PaymentError::UnknownTariff,
+            TariffBookError::Store(e) => PaymentError::Store(e),
+            TariffBookError::Audit(e) => PaymentError::Audit(e),
+            // A stored version that no longer parses, or a race: a fault here.
+            _ => PaymentError::Store(StoreError::Internal),
+        }
+    }
+}
+
 impl From<StoreError> for PaymentError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -198,7 +210,7 @@ pub struct PaymentService {
     connector: Connector,
     tokens: Arc<TokenService>,
     cvcs: Arc<TokenCvcs>,
-    tariffs: Arc<TariffCatalog>,
+    tariffs: Arc<TariffBook>,
     audit: Arc<dyn AuditSink>,
     env: Environment,
     settings: PaymentSettings,
@@ -211,7 +223,7 @@ impl PaymentService {
         connector: Connector,
         tokens: Arc<TokenService>,
         cvcs: Arc<TokenCvcs>,
-        tariffs: Arc<TariffCatalog>,
+        tariffs: Arc<TariffBook>,
         audit: Arc<dyn AuditSink>,
         env: Environment,
         settings: PaymentSettings,
@@ -243,8 +255,8 @@ impl PaymentService {
         check_label("connector_id", &request.connector_id)?;
         let tariff = self
             .tariffs
-            .get(&request.tariff_id)
-            .ok_or(PaymentError::UnknownTariff)?;
+            .current(caller.tenant, &request.tariff_id)
+            .await?;
         if tariff.currency() != request.hold.currency {
             return Err(PaymentError::CurrencyMismatch(
                 tariff.currency().code().to_owned(),
@@ -952,14 +964,14 @@ impl PaymentService {
         }
         let tariff = self
             .tariffs
-            .get(&session.tariff_id)
-            .ok_or(PaymentError::UnknownTariff)?;
+            .version(session.tenant, &session.tariff_id, session.tariff_version)
+            .await?;
         let mut readings: Vec<MeterReading> = stored
             .iter()
             .map(|r| MeterReading::new(r.at, r.energy_wh))
             .collect();
         readings.push(MeterReading::new(reading.at, reading.energy_wh));
-        let cost = price_session(tariff, &readings)?;
+        let cost = price_session(&tariff, &readings)?;
         let first = readings.first().map_or(reading.energy_wh, |r| r.energy_wh);
         let seq = i32::try_from(stored.len()).map_err(|_| PaymentError::Busy)?;
         Ok(Some((

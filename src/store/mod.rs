@@ -9,6 +9,7 @@ pub mod data_keys;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
+pub mod tariffs;
 pub mod tokens;
 
 use std::sync::Arc;
@@ -277,6 +278,7 @@ pub trait Store:
     + AuthStore
     + tokens::TokenStore
     + payments::PaymentStore
+    + tariffs::TariffStore
     + Send
     + Sync
 {

@@ -17,4 +17,5 @@ mod keys;
 mod payments;
 mod payments_crash;
 mod store;
+mod tariffs;
 mod tokens;

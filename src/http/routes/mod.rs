@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod meta;
 pub mod payments;
+pub mod tariffs;
 pub mod tokens;
 
 use axum::Router;
@@ -133,6 +134,31 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/tokens/{token}/detokenize",
             perm(P::TokensDetokenize),
             tokens::detokenize,
+        )
+        // tariffs
+        .add(
+            Method::GET,
+            "/v1/tariffs",
+            perm(P::BillingRead),
+            tariffs::list,
+        )
+        .add(
+            Method::GET,
+            "/v1/tariffs/{id}",
+            perm(P::BillingRead),
+            tariffs::get,
+        )
+        .add(
+            Method::PUT,
+            "/v1/tariffs/{id}",
+            perm(P::BillingManage),
+            tariffs::publish,
+        )
+        .add(
+            Method::GET,
+            "/v1/tariffs/{id}/display",
+            perm(P::PaymentsRead),
+            tariffs::display,
         )
         // EV payment sessions
         .add(

@@ -62,6 +62,7 @@ super::common::impl_portable_stores!(PostgresStore);
 super::data_keys::impl_data_key_store!(PostgresStore);
 super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
+super::tariffs::impl_tariff_store!(PostgresStore);
 super::payments::impl_payment_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 

@@ -60,6 +60,7 @@ super::common::impl_portable_stores!(SqliteStore);
 super::data_keys::impl_data_key_store!(SqliteStore);
 super::audit_sql::impl_audit_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
+super::tariffs::impl_tariff_store!(SqliteStore);
 super::payments::impl_payment_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
