@@ -5,17 +5,22 @@
 //!
 //! 32 workers, each with its own keep-alive HTTP/1.1 connection, send
 //! requests back to back for a fixed time per phase. Printed per phase:
-//! requests/s, p50, p99, errors; per backend: the server's VmHWM. The
-//! yardstick, the machine's ceiling for durable single-row INSERTs into
-//! PostgreSQL (and SELECT by key), is measured with pgbench in the same run,
-//! before and after the load.
+//! requests/s, p50, p99, errors and CPU per request; per backend: the
+//! server's VmHWM, and what auditing costs the in-process tokenize path
+//! (production writer against a discarding double). The yardstick, the
+//! machine's ceiling for durable single-row INSERTs into PostgreSQL (and
+//! SELECT by key), is measured with pgbench in the same run, before and
+//! after the load.
 //!
-//!   cargo bench --bench http_load                 # both databases
+//!   cargo bench --bench http_load                 # both databases, 15 s phases
 //!   HTTP_LOAD_BACKENDS=postgres HTTP_LOAD_SECS=20 cargo bench --bench http_load
+//!   HTTP_LOAD_DB_CONNECTIONS=48 ...               # database.max_connections
 //!
-//! Without `--bench` (`cargo test --all-targets`) it is a smoke run of about
-//! a second per phase and skips the pgbench yardstick. Asserts nothing about
-//! speed.
+//! (Not `VOLTVAULT_*`: the service reads those as configuration.)
+//!
+//! Without `--bench` (`cargo test --all-targets`) it is a smoke run of a
+//! quarter second per phase and skips the pgbench yardstick. Asserts nothing
+//! about speed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -586,7 +591,6 @@ async fn bench(backend: &str, duration: Duration) {
     let db_dir = tempfile::tempdir().unwrap();
     let (url, pg_name) = fresh_database(backend, db_dir.path()).await;
     let setup = Setup::new(&url);
-    setup.command(&["migrate"], "");
     setup.command(&["keys", "init"], "");
     setup.command(&["admin", "tenant", "create", "loadtest"], "");
     let out = setup.command(
@@ -747,7 +751,7 @@ fn main() {
     let seconds: f64 = std::env::var("HTTP_LOAD_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if measuring { 15.0 } else { 0.5 });
+        .unwrap_or(if measuring { 15.0 } else { 0.25 });
     let duration = Duration::from_secs_f64(seconds);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
