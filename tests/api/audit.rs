@@ -89,7 +89,7 @@ async fn sealed_chain(db: &TestDb) -> Arc<dyn Store> {
 
 /// Runs SQL as someone who got around the service: on PostgreSQL a
 /// superuser with triggers off, on SQLite someone who can write the file.
-async fn tamper(db: &TestDb, statements: &[&str]) {
+pub(crate) async fn tamper(db: &TestDb, statements: &[&str]) {
     match db.backend {
         Backend::Postgres => {
             let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();

@@ -820,3 +820,172 @@ async fn successful_card_paths_leave_no_card_data(backend: Backend) {
         );
     }
 }
+
+/// Two `voltvault serve` processes (nodes node-a and node-b) on one fresh
+/// PostgreSQL database and one SoftHSM token, tokenizing concurrently:
+/// after SIGTERM, `voltvault audit verify` finds both chains intact with
+/// every request in them, and names node-b's record once it is tampered with.
+#[tokio::test]
+async fn two_serve_processes_on_one_postgres_keep_verifiable_chains() {
+    use sqlx::Connection;
+    const TASKS: usize = 4;
+    const PER_TASK: usize = 10;
+    let pki = TestPki::new();
+    let db = TestDb::new(Backend::Postgres).await;
+    let text = std::fs::read_to_string(write_config(&pki, &db, "")).unwrap();
+    let configs: Vec<String> = ["node-a", "node-b"]
+        .iter()
+        .map(|node| {
+            let path = pki.path(&format!("{node}.toml"));
+            let body = text.replace("node_id = \"bin-test\"", &format!("node_id = \"{node}\""));
+            assert_ne!(body, text);
+            std::fs::write(&path, body).unwrap();
+            path.to_str().unwrap().to_owned()
+        })
+        .collect();
+    let first = std::path::Path::new(&configs[0]);
+    keys_init(first);
+    assert!(admin(first, &["tenant", "create", "acme"], "").0);
+    let (ok, out, err) = admin(
+        first,
+        &["client", "create", "--tenant", "acme", "--name", "app"],
+        "",
+    );
+    assert!(ok, "{err}");
+    let key = out
+        .lines()
+        .find_map(|l| l.strip_prefix("API key (shown once): "))
+        .unwrap()
+        .to_owned();
+
+    let mut nodes = Vec::new();
+    for config in &configs {
+        let mut running = Running::start(&["serve", "--config", config], false);
+        let line = running.wait_for("voltvault is serving");
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let api: std::net::SocketAddr = event["fields"]["api_addr"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        nodes.push((running, api));
+    }
+    let mut requests = Vec::new();
+    for (n, (_, api)) in nodes.iter().enumerate() {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+            .resolve("localhost", *api)
+            .build()
+            .unwrap();
+        let url = format!("https://localhost:{}/v1/tokens", api.port());
+        for task in 0..TASKS {
+            let (client, url, key) = (client.clone(), url.clone(), key.clone());
+            requests.push(tokio::spawn(async move {
+                for i in 0..PER_TASK {
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .header("idempotency-key", format!("n{n}-t{task}-{i}"))
+                        .json(&serde_json::json!({
+                            "card": {"number": PAN, "exp_month": 12, "exp_year": 2030}
+                        }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), 201);
+                }
+            }));
+        }
+    }
+    for request in requests {
+        request.await.unwrap();
+    }
+    for (running, _) in nodes {
+        let (exited_cleanly, lines) = running.signal_and_collect(Signal::SIGTERM).await;
+        assert!(exited_cleanly, "{lines:#?}");
+    }
+
+    let verify = || {
+        let out = Command::new(BIN)
+            .args(["audit", "verify", "--json", "--config", &configs[0]])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.success(), report)
+    };
+    let node = |report: &serde_json::Value, id: &str| {
+        report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node_id"] == id)
+            .unwrap_or_else(|| panic!("no chain for {id}: {report}"))
+            .clone()
+    };
+    let (ok, report) = verify();
+    assert!(ok && report["ok"] == true, "{report}");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for id in ["node-a", "node-b"] {
+        let chain = node(&report, id);
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT event_type, outcome, count(*) FROM audit_events \
+             WHERE node_id = $1 GROUP BY event_type, outcome",
+        )
+        .bind(id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let count = |event: &str, outcome: &str| {
+            counts
+                .iter()
+                .find(|(e, o, _)| e == event && o == outcome)
+                .map_or(0, |(_, _, n)| *n)
+        };
+        let expected = (TASKS * PER_TASK) as i64;
+        assert_eq!(
+            count("token.tokenize", "success"),
+            expected,
+            "{id}: {counts:?}"
+        );
+        assert_eq!(
+            count("auth.authenticate", "success"),
+            expected,
+            "{id}: {counts:?}"
+        );
+        assert_eq!(count("audit.start", "success"), 1, "{id}: {counts:?}");
+        assert_eq!(count("audit.stop", "success"), 1, "{id}: {counts:?}");
+        // Anything else on the chain is the key layer's own (a data key made or unwrapped).
+        assert!(
+            counts.iter().all(|(e, _, _)| e.starts_with("key.")
+                || [
+                    "token.tokenize",
+                    "auth.authenticate",
+                    "audit.start",
+                    "audit.stop"
+                ]
+                .contains(&e.as_str())),
+            "{id}: {counts:?}"
+        );
+        let total: i64 = counts.iter().map(|(_, _, n)| n).sum();
+        assert_eq!(chain["records_checked"], total, "{id}: {chain}");
+        assert_eq!(chain["first_seq"], 1, "{id}: {chain}");
+        assert_eq!(chain["last_seq"], total, "{id}: {chain}");
+        assert_eq!(chain["last_sealed_seq"], total, "sealed at stop: {chain}");
+    }
+    conn.close().await.unwrap();
+
+    crate::audit::tamper(
+        &db,
+        &["UPDATE audit_events SET outcome = 'failure' WHERE node_id = 'node-b' AND seq = 5"],
+    )
+    .await;
+    let (ok, report) = verify();
+    assert!(!ok && report["ok"] == false, "{report}");
+    assert!(node(&report, "node-a")["problem"].is_null(), "{report}");
+    let problem = &node(&report, "node-b")["problem"];
+    assert_eq!(problem["seq"], 5, "{report}");
+    assert_eq!(problem["kind"], "modified", "{report}");
+}

@@ -48,7 +48,10 @@ async fn versions_are_immutable_and_sessions_keep_theirs(backend: Backend) {
         (Some("fast"), Some(1))
     );
     assert_eq!(v1["source"], "published");
-    assert!(v1["display"].as_str().unwrap().contains("0.9401 EUR/kWh"), "{v1}");
+    assert!(
+        v1["display"].as_str().unwrap().contains("0.9401 EUR/kWh"),
+        "{v1}"
+    );
 
     // A session starts on version 1.
     let (_, s) = w
@@ -135,7 +138,10 @@ async fn versions_are_immutable_and_sessions_keep_theirs(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(d["version"], 2);
-    assert!(d["display"].as_str().unwrap().contains("1.1781 EUR/kWh"), "{d}");
+    assert!(
+        d["display"].as_str().unwrap().contains("1.1781 EUR/kWh"),
+        "{d}"
+    );
     let (status, _) = publish(&w, &w.charger, "t-3", energy_tariff("0.01")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
