@@ -10,6 +10,7 @@ pub mod payments;
 pub mod postgres;
 pub mod sqlite;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -277,6 +278,7 @@ pub trait Store:
     + AuthStore
     + tokens::TokenStore
     + payments::PaymentStore
+    + webhooks::WebhookStore
     + Send
     + Sync
 {

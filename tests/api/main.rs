@@ -18,3 +18,4 @@ mod payments;
 mod payments_crash;
 mod store;
 mod tokens;
+mod webhooks;

@@ -64,5 +64,6 @@ super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
 super::payments::impl_payment_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
+super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);
