@@ -134,6 +134,7 @@ async fn run(backend: &str, chargers: usize, duration: Duration, smoke: bool) ->
             tariffs_file: Some(d.join("tariffs.json")),
             ..PaymentsConfig::default()
         },
+        notifications: Default::default(),
     };
     let app = App::build(config, Environment::system()).await.unwrap();
     let auth = app.auth();

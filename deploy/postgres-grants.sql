@@ -22,3 +22,6 @@ GRANT EXECUTE ON FUNCTION audit_purge(TEXT, BIGINT) TO voltvault;
 
 -- The migration bookkeeping is the owner's alone.
 REVOKE ALL ON _sqlx_migrations FROM voltvault;
+
+-- Webhook endpoints (secrets sealed) and their delivery outbox.
+GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks, webhook_deliveries TO voltvault;

@@ -60,6 +60,8 @@ pub enum StartError {
     AuthKeys(#[from] crate::auth::keys::AuthKeyError),
     #[error("payments: {0}")]
     Payments(String),
+    #[error("notifications: {0}")]
+    Notifications(String),
     #[error("charger CAs: cannot load them from the database ({0})")]
     ChargerCas(crate::store::StoreError),
     #[error("{key}: cannot listen on {addr}: {reason}")]
@@ -283,27 +285,48 @@ impl App {
         ));
         let payments = self.acquirer.clone().map(|acquirer| {
             let p = &self.config.payments;
-            Arc::new(PaymentService::new(
-                self.store.clone(),
-                Connector::new(acquirer, audit.clone(), self.env.clock.clone()),
-                tokens.clone(),
-                cvcs.clone(),
-                tariffs.clone(),
-                audit.clone(),
-                self.env.clone(),
-                PaymentSettings {
-                    rules: HoldRules {
-                        near_percent: p.increment_at_percent,
-                        max_total: p.max_authorized_minor_units,
+            Arc::new(
+                PaymentService::new(
+                    self.store.clone(),
+                    Connector::new(acquirer, audit.clone(), self.env.clock.clone()),
+                    tokens.clone(),
+                    cvcs.clone(),
+                    tariffs.clone(),
+                    audit.clone(),
+                    self.env.clone(),
+                    PaymentSettings {
+                        rules: HoldRules {
+                            near_percent: p.increment_at_percent,
+                            max_total: p.max_authorized_minor_units,
+                        },
+                        max_hold: p.max_hold_minor_units,
+                        lease: chrono::Duration::seconds(
+                            i64::try_from(p.intent_lease_secs).unwrap_or(i64::MAX / 1000),
+                        ),
+                        max_session_age: chrono::Duration::hours(i64::from(p.max_session_hours)),
                     },
-                    max_hold: p.max_hold_minor_units,
-                    lease: chrono::Duration::seconds(
-                        i64::try_from(p.intent_lease_secs).unwrap_or(i64::MAX / 1000),
-                    ),
-                    max_session_age: chrono::Duration::hours(i64::from(p.max_session_hours)),
-                },
-            ))
+                )
+                .with_notifier(Arc::new(crate::notify::OutboxNotifier::new(
+                    self.store.clone(),
+                ))),
+            )
         });
+        let webhooks = Arc::new(crate::notify::webhooks::WebhookService::new(
+            self.store.clone(),
+            self.auth.sealing_keys(),
+            audit.clone(),
+            self.env.clone(),
+            self.config.mode,
+        ));
+        let deliverer = Arc::new(
+            crate::notify::delivery::Deliverer::new(
+                self.store.clone(),
+                self.auth.sealing_keys(),
+                self.env.clone(),
+                delivery_settings(&self.config),
+            )
+            .map_err(|e| StartError::Notifications(e.to_string()))?,
+        );
         let state = AppState {
             tariffs,
             payments: payments.clone(),
@@ -316,6 +339,7 @@ impl App {
             tokens,
             cvcs,
             audit_log: self.audit_log.clone(),
+            webhooks,
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
@@ -352,6 +376,10 @@ impl App {
                 shutdown.clone(),
             )));
         }
+        tasks.push(tokio::spawn(crate::notify::delivery::run(
+            deliverer,
+            shutdown.clone(),
+        )));
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -379,6 +407,20 @@ impl App {
             store: self.store,
             audit: self.audit,
         })
+    }
+}
+
+/// The `[notifications]` section as the delivery worker takes it.
+fn delivery_settings(config: &Config) -> crate::notify::delivery::DeliverySettings {
+    let n = &config.notifications;
+    crate::notify::delivery::DeliverySettings {
+        interval: Duration::from_millis(n.worker_interval_ms),
+        max_attempts: n.max_attempts,
+        backoff_base: Duration::from_millis(n.backoff_base_ms),
+        backoff_max: Duration::from_secs(n.backoff_max_secs),
+        request_timeout: Duration::from_secs(n.request_timeout_secs),
+        // Plain HTTP only to loopback, only in development (checked on creation too).
+        allow_http: config.mode == Mode::Development,
     }
 }
 

@@ -58,6 +58,58 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub payments: PaymentsConfig,
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
+}
+
+/// Webhook deliveries: how often each node looks for due ones, how often
+/// and how patiently it retries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// How often each node looks for deliveries that are due.
+    #[serde(default = "default_notify_interval")]
+    pub worker_interval_ms: u64,
+    /// Attempts before a delivery is given up (dead).
+    #[serde(default = "default_notify_attempts")]
+    pub max_attempts: u32,
+    /// The wait after the first failed attempt; it doubles after each.
+    #[serde(default = "default_notify_backoff")]
+    pub backoff_base_ms: u64,
+    /// The longest wait between two attempts.
+    #[serde(default = "default_notify_backoff_max")]
+    pub backoff_max_secs: u64,
+    /// One attempt, connection included; longer counts as failed.
+    #[serde(default = "default_notify_timeout")]
+    pub request_timeout_secs: u64,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        Self {
+            worker_interval_ms: default_notify_interval(),
+            max_attempts: default_notify_attempts(),
+            backoff_base_ms: default_notify_backoff(),
+            backoff_max_secs: default_notify_backoff_max(),
+            request_timeout_secs: default_notify_timeout(),
+        }
+    }
+}
+
+fn default_notify_interval() -> u64 {
+    2_000
+}
+fn default_notify_attempts() -> u32 {
+    10
+}
+fn default_notify_backoff() -> u64 {
+    30_000
+}
+fn default_notify_backoff_max() -> u64 {
+    6 * 3600
+}
+fn default_notify_timeout() -> u64 {
+    10
 }
 
 /// Which acquirer payment sessions go to.
@@ -516,6 +568,7 @@ impl Config {
             ));
         }
         self.validate_payments()?;
+        self.validate_notifications()?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return Err(invalid(
                 "audit",
@@ -723,6 +776,35 @@ impl Config {
             key: "payments.stripe.api_key_file",
             source,
         })
+    }
+
+    fn validate_notifications(&self) -> Result<(), ConfigError> {
+        let n = &self.notifications;
+        if n.worker_interval_ms < 10 || n.worker_interval_ms > 3_600_000 {
+            return Err(invalid(
+                "notifications.worker_interval_ms",
+                "must be between 10 and 3600000",
+            ));
+        }
+        if n.max_attempts == 0 || n.max_attempts > 100 {
+            return Err(invalid(
+                "notifications.max_attempts",
+                "must be between 1 and 100",
+            ));
+        }
+        if n.backoff_base_ms == 0 || n.backoff_base_ms > n.backoff_max_secs.saturating_mul(1000) {
+            return Err(invalid(
+                "notifications.backoff_base_ms",
+                "must be at least 1 and at most backoff_max_secs",
+            ));
+        }
+        if n.request_timeout_secs == 0 || n.request_timeout_secs > 120 {
+            return Err(invalid(
+                "notifications.request_timeout_secs",
+                "must be between 1 and 120",
+            ));
+        }
+        Ok(())
     }
 
     fn validate_payments(&self) -> Result<(), ConfigError> {

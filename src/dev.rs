@@ -234,6 +234,7 @@ pub async fn prepare(
             tariffs_file: Some(tariffs_file),
             ..crate::config::PaymentsConfig::default()
         },
+        notifications: Default::default(),
     };
     Ok((Config::from_defaults(&config)?, unseal))
 }

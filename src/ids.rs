@@ -71,6 +71,16 @@ typed_id!(
     ChargerCaId
 );
 
+typed_id!(
+    /// A tenant's webhook endpoint.
+    WebhookId
+);
+
+typed_id!(
+    /// One event on its way to one webhook endpoint.
+    DeliveryId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

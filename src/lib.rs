@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod ids;
 pub mod keys;
 pub mod money;
+pub mod notify;
 pub mod payments;
 pub mod redact;
 pub mod secret;

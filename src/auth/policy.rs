@@ -82,6 +82,8 @@ names!(
         BillingRead => "billing:read",
         BillingManage => "billing:manage",
         AccountsManage => "accounts:manage",
+        /// A tenant's webhook endpoints and their delivery log.
+        WebhooksManage => "webhooks:manage",
         AuditRead => "audit:read",
         TenantsManage => "tenants:manage",
         ClientsManage => "clients:manage",
@@ -347,6 +349,7 @@ mod tests {
                     "payments:cancel",
                     "billing:read",
                     "accounts:manage",
+                    "webhooks:manage",
                 ],
             ),
             (
@@ -372,6 +375,7 @@ mod tests {
                     "billing:read",
                     "billing:manage",
                     "accounts:manage",
+                    "webhooks:manage",
                 ],
             ),
             (

@@ -200,6 +200,12 @@ impl AuthService {
         &self.chargers
     }
 
+    /// The server-side sealing key, for other small secrets kept like TOTP
+    /// seeds (webhook signing secrets).
+    pub(crate) fn sealing_keys(&self) -> Arc<dyn AuthKeys> {
+        self.keys.clone()
+    }
+
     pub(super) fn now(&self) -> DateTime<Utc> {
         self.env.clock.now()
     }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub tariffs: Arc<crate::payments::tariffs::TariffBook>,
     /// EV payment sessions; `None` when no acquirer is configured.
     pub payments: Option<Arc<crate::payments::service::PaymentService>>,
+    /// The tenant's webhook endpoints and their delivery log.
+    pub webhooks: Arc<crate::notify::webhooks::WebhookService>,
 }
 
 /// Limits the edge enforces on every request.

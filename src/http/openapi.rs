@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens};
+use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -26,7 +26,8 @@ use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens};
         admin::list_charger_cas, admin::register_charger_ca, admin::revoke_charger_certificate, admin::import_charger_crl,
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
         admin::principals,
-        audit::search, audit::verify, audit::export
+        audit::search, audit::verify, audit::export,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
@@ -42,7 +43,10 @@ use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens};
         crate::payments::tariffs::TariffView,
         crate::audit::SearchPage, crate::audit::ExportedRecord, crate::audit::VerifyReport,
         crate::audit::NodeReport, crate::audit::Problem, crate::audit::ProblemKind,
-        crate::audit::ActorKind, crate::audit::Outcome
+        crate::audit::ActorKind, crate::audit::Outcome,
+        webhooks::WebhookCreate, webhooks::WebhookCreated,
+        crate::notify::webhooks::WebhookView, crate::notify::webhooks::DeliveryView,
+        crate::notify::EventType, crate::notify::DeliveryState
     )),
     modifiers(&BearerAuth)
 )]

@@ -214,6 +214,8 @@ pub struct PaymentService {
     audit: Arc<dyn AuditSink>,
     env: Environment,
     settings: PaymentSettings,
+    /// Told about completed and failed sessions after they are written.
+    notifier: Arc<dyn crate::notify::Notifier>,
 }
 
 impl PaymentService {
@@ -237,7 +239,14 @@ impl PaymentService {
             audit,
             env,
             settings,
+            notifier: Arc::new(crate::notify::NoNotifier),
         }
+    }
+
+    /// Sends session events (completed, payment failed) to `notifier`.
+    pub fn with_notifier(mut self, notifier: Arc<dyn crate::notify::Notifier>) -> Self {
+        self.notifier = notifier;
+        self
     }
 
     /// Opens a session and asks for the hold. A retry with the same
@@ -852,6 +861,11 @@ impl PaymentService {
         };
         self.write(&session, Some(settle), None, None).await?;
         session.revision += 1;
+        // After the write, never instead of it: a lost event costs a
+        // notification, not a payment (see notify::OutboxNotifier).
+        if let Some(event) = crate::notify::events::after_step(&session, intent.kind, now) {
+            self.notifier.notify(event).await;
+        }
         let outcome = if state == IntentState::Succeeded {
             Outcome::Success
         } else {

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tariffs;
 pub mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -279,6 +280,7 @@ pub trait Store:
     + tokens::TokenStore
     + payments::PaymentStore
     + tariffs::TariffStore
+    + webhooks::WebhookStore
     + Send
     + Sync
 {

@@ -257,6 +257,7 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             tariffs_file: Some(pki.path("tariffs.json")),
             ..PaymentsConfig::default()
         },
+        notifications: Default::default(),
     }
 }
 

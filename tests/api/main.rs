@@ -19,3 +19,4 @@ mod payments_crash;
 mod store;
 mod tariffs;
 mod tokens;
+mod webhooks;

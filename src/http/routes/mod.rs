@@ -14,6 +14,7 @@ pub mod meta;
 pub mod payments;
 pub mod tariffs;
 pub mod tokens;
+pub mod webhooks;
 
 use axum::Router;
 use axum::handler::Handler;
@@ -202,6 +203,31 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/payment-sessions/{id}/refunds",
             perm(P::PaymentsRefund),
             payments::refund,
+        )
+        // webhooks: endpoints and their delivery log
+        .add(
+            Method::POST,
+            "/v1/webhooks",
+            perm(P::WebhooksManage),
+            webhooks::create,
+        )
+        .add(
+            Method::GET,
+            "/v1/webhooks",
+            perm(P::WebhooksManage),
+            webhooks::list,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/webhooks/{id}",
+            perm(P::WebhooksManage),
+            webhooks::delete,
+        )
+        .add(
+            Method::GET,
+            "/v1/webhooks/{id}/deliveries",
+            perm(P::WebhooksManage),
+            webhooks::deliveries,
         )
         // staff sign-in
         .add(Method::POST, "/v1/auth/login", Access::Public, auth::login)

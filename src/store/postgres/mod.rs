@@ -65,5 +65,6 @@ super::tokens::impl_token_store!(PostgresStore);
 super::tariffs::impl_tariff_store!(PostgresStore);
 super::payments::impl_payment_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
+super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

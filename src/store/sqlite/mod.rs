@@ -63,5 +63,6 @@ super::tokens::impl_token_store!(SqliteStore);
 super::tariffs::impl_tariff_store!(SqliteStore);
 super::payments::impl_payment_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);

@@ -1,0 +1,211 @@
+//! E-mail: a [`Mailer`] port and the text templates it sends.
+//!
+//! There is no SMTP sender yet: the port is what a relay adapter will
+//! implement. [`RecordingMailer`] keeps messages in memory for tests and
+//! never logs them (a receipt names a driver's address and spend).
+//!
+//! Templates are plain `format!` strings rather than a template engine:
+//! they are few, fixed, compiled in and checked by the compiler, text only
+//! (nothing to escape), and a new dependency in the card-data process
+//! should earn its place. Operator-editable templates would change that.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::money::Money;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailMessage {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MailError {
+    #[error("mail: the recipient address is not valid")]
+    Recipient,
+    #[error("mail: the relay is unavailable")]
+    Unavailable,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, message: EmailMessage) -> Result<(), MailError>;
+}
+
+/// Keeps what it is given, for tests. Logs nothing.
+#[derive(Debug, Default)]
+pub struct RecordingMailer {
+    sent: Mutex<Vec<EmailMessage>>,
+}
+
+impl RecordingMailer {
+    pub fn sent(&self) -> Vec<EmailMessage> {
+        match self.sent.lock() {
+            Ok(sent) => sent.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Mailer for RecordingMailer {
+    async fn send(&self, message: EmailMessage) -> Result<(), MailError> {
+        check_recipient(&message.to)?;
+        match self.sent.lock() {
+            Ok(mut sent) => sent.push(message),
+            Err(poisoned) => poisoned.into_inner().push(message),
+        }
+        Ok(())
+    }
+}
+
+/// The few checks worth making before a relay sees an address: one `@`,
+/// no whitespace or header-breaking characters.
+fn check_recipient(to: &str) -> Result<(), MailError> {
+    let ok = to.len() <= 254
+        && to.matches('@').count() == 1
+        && !to.starts_with('@')
+        && !to.ends_with('@')
+        && !to
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',');
+    if ok {
+        Ok(())
+    } else {
+        Err(MailError::Recipient)
+    }
+}
+
+/// What a completed session's receipt summary says.
+#[derive(Debug, Clone)]
+pub struct ReceiptSummary<'a> {
+    pub receipt_id: &'a str,
+    pub evse_id: &'a str,
+    pub energy_wh: i64,
+    pub total: Money,
+    pub ended_at: DateTime<Utc>,
+    /// The card, as the driver knows it: last four digits at most.
+    pub card_last4: Option<&'a str>,
+}
+
+/// The templates voltvault sends.
+#[derive(Debug, Clone)]
+pub enum Template<'a> {
+    SessionCompleted(ReceiptSummary<'a>),
+    PaymentFailed { evse_id: &'a str, at: DateTime<Utc> },
+}
+
+pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
+    let (subject, text) = match template {
+        Template::SessionCompleted(r) => (
+            format!("Your charging receipt {}", r.receipt_id),
+            format!(
+                "Thank you for charging with us.\n\n\
+                 Charge point: {evse}\n\
+                 Energy:       {kwh} kWh\n\
+                 Total paid:   {total} (VAT included)\n\
+                 Ended:        {ended}\n\
+                 {card}\
+                 Receipt:      {receipt}\n",
+                evse = r.evse_id,
+                kwh = kwh(r.energy_wh),
+                total = r.total,
+                ended = r.ended_at.format("%Y-%m-%d %H:%M UTC"),
+                card = match r.card_last4 {
+                    Some(last4) => format!("Card:         **** {last4}\n"),
+                    None => String::new(),
+                },
+                receipt = r.receipt_id,
+            ),
+        ),
+        Template::PaymentFailed { evse_id, at } => (
+            "Your card was not accepted".to_owned(),
+            format!(
+                "The payment for charging at {evse_id} on {} could not be authorized.\n\
+                 No money was taken. Please try another card or payment method.\n",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+    };
+    EmailMessage {
+        to: to.to_owned(),
+        subject,
+        text,
+    }
+}
+
+/// Wh as kWh with three decimals, without floating point.
+fn kwh(wh: i64) -> String {
+    let sign = if wh < 0 { "-" } else { "" };
+    let wh = wh.unsigned_abs();
+    format!("{sign}{}.{:03}", wh / 1000, wh % 1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::money::Currency;
+
+    #[tokio::test]
+    async fn a_receipt_summary_renders_and_is_recorded() {
+        let eur = Currency::parse("EUR").unwrap();
+        let ended = DateTime::parse_from_rfc3339("2026-11-25T10:40:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let message = render(
+            "driver@example.com",
+            &Template::SessionCompleted(ReceiptSummary {
+                receipt_id: "rcpt_1",
+                evse_id: "DE*VVT*E0001*1",
+                energy_wh: 30_250,
+                total: Money::new(2125, eur),
+                ended_at: ended,
+                card_last4: Some("4242"),
+            }),
+        );
+        assert_eq!(message.subject, "Your charging receipt rcpt_1");
+        assert!(
+            message.text.contains("Energy:       30.250 kWh"),
+            "{}",
+            message.text
+        );
+        assert!(
+            message
+                .text
+                .contains(&format!("Total paid:   {}", Money::new(2125, eur)))
+        );
+        assert!(message.text.contains("**** 4242"));
+        assert!(message.text.contains("2026-11-25 10:40 UTC"));
+
+        let mailer = RecordingMailer::default();
+        mailer.send(message.clone()).await.unwrap();
+        assert_eq!(mailer.sent(), vec![message]);
+        let bad = EmailMessage {
+            to: "a@b.example\r\nBcc: x@y".into(),
+            subject: String::new(),
+            text: String::new(),
+        };
+        assert_eq!(mailer.send(bad).await, Err(MailError::Recipient));
+        assert_eq!(mailer.sent().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_payment_says_no_money_was_taken() {
+        let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let m = render(
+            "driver@example.com",
+            &Template::PaymentFailed {
+                evse_id: "DE*VVT*E0001*1",
+                at,
+            },
+        );
+        assert!(m.text.contains("No money was taken"));
+        assert!(m.text.contains("DE*VVT*E0001*1"));
+    }
+}
