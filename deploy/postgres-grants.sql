@@ -14,6 +14,18 @@ GRANT USAGE ON SCHEMA public TO voltvault;
 
 -- Ordinary tables: the service reads and writes them.
 GRANT SELECT, INSERT, UPDATE, DELETE ON tenants, idempotency_keys TO voltvault;
+-- The key registry (wrapped keys only), principals, vaulted tokens (sealed
+-- records) and payment sessions.
+GRANT SELECT, INSERT, UPDATE, DELETE ON
+    key_encryption_keys, data_keys, ff1_keys,
+    api_keys, staff_users, staff_password_history, staff_challenges, staff_sessions,
+    charger_cas, charger_cert_revocations, chargers_seen, charger_ca_crls,
+    tokens, token_policies,
+    payment_sessions, payment_meter_readings, payment_intents
+    TO voltvault;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO voltvault;
+-- Published tariff versions never change: add and read only.
+GRANT SELECT, INSERT ON tariffs TO voltvault;
 
 -- The audit trail: append and read, nothing else.
 REVOKE ALL ON audit_events, audit_checkpoints, audit_archives FROM voltvault;

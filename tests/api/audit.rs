@@ -802,6 +802,30 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
             "{sql}: {error}"
         );
     }
+    // Every other table the service uses is reachable; tariff versions
+    // can be added but never changed.
+    for table in [
+        "tokens",
+        "data_keys",
+        "ff1_keys",
+        "api_keys",
+        "staff_sessions",
+        "payment_sessions",
+        "payment_intents",
+        "payment_meter_readings",
+        "tariffs",
+        "webhook_deliveries",
+    ] {
+        sqlx::query(&format!("SELECT count(*) FROM {table}"))
+            .execute(&mut service)
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+    }
+    let error = sqlx::query("UPDATE tariffs SET document = ''")
+        .execute(&mut service)
+        .await
+        .expect_err("tariffs are insert-only");
+    assert!(error.to_string().contains("permission denied"), "{error}");
     service.close().await.unwrap();
     // The writer works as the service role.
     let as_service: Arc<dyn Store> = Arc::new(
