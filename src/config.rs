@@ -58,6 +58,23 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub payments: PaymentsConfig,
+    #[serde(default)]
+    pub billing: BillingConfig,
+}
+
+/// Who issues receipts: printed on every receipt (HTML, PDF and JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// The operator's legal name.
+    #[serde(default)]
+    pub operator_name: Option<String>,
+    /// Postal address, one line.
+    #[serde(default)]
+    pub operator_address: Option<String>,
+    /// VAT identification number.
+    #[serde(default)]
+    pub operator_vat_id: Option<String>,
 }
 
 /// Which acquirer payment sessions go to.

@@ -50,6 +50,8 @@ pub struct AppState {
     pub audit_log: crate::audit::AuditLog,
     /// EV payment sessions; `None` when no acquirer is configured.
     pub payments: Option<Arc<crate::payments::service::PaymentService>>,
+    /// Receipts, history and accounting exports.
+    pub billing: Arc<crate::billing::service::BillingService>,
 }
 
 /// Limits the edge enforces on every request.

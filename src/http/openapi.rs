@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, audit, auth, meta, payments, tokens};
+use super::routes::{admin, audit, auth, billing, meta, payments, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use super::routes::{admin, audit, auth, meta, payments, tokens};
         tokens::tokenize, tokens::batch, tokens::get_token, tokens::delete_token, tokens::detokenize,
         payments::create, payments::get, payments::events, payments::meter, payments::complete, payments::cancel,
         payments::refund,
+        billing::history, billing::receipt, billing::sessions_csv, billing::cdrs, billing::revenue,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
@@ -37,6 +38,12 @@ use super::routes::{admin, audit, auth, meta, payments, tokens};
         payments::CompleteBody, payments::CancelBody, payments::RefundBody,
         crate::payments::service::SessionView, crate::payments::session::SessionStatus,
         crate::payments::session::MeterAction, crate::money::Money,
+        crate::billing::service::HistoryPage, crate::billing::receipt::Receipt,
+        crate::billing::receipt::ReceiptLine, crate::billing::receipt::LineKind,
+        crate::billing::receipt::VatSummary, crate::billing::receipt::ReceiptRefund,
+        crate::billing::receipt::CardSummary, crate::billing::receipt::OperatorDetails,
+        crate::billing::receipt::TariffRef, crate::billing::exports::Revenue,
+        crate::billing::exports::RevenueRow,
         crate::audit::SearchPage, crate::audit::ExportedRecord, crate::audit::VerifyReport,
         crate::audit::NodeReport, crate::audit::Problem, crate::audit::ProblemKind,
         crate::audit::ActorKind, crate::audit::Outcome

@@ -4,6 +4,7 @@
 
 mod audit_sql;
 mod auth_sql;
+pub mod billing;
 mod common;
 pub mod data_keys;
 pub mod payments;
@@ -277,6 +278,7 @@ pub trait Store:
     + AuthStore
     + tokens::TokenStore
     + payments::PaymentStore
+    + billing::BillingStore
     + Send
     + Sync
 {

@@ -61,6 +61,7 @@ super::data_keys::impl_data_key_store!(SqliteStore);
 super::audit_sql::impl_audit_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
 super::payments::impl_payment_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+super::billing::impl_billing_store!(SqliteStore);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);
