@@ -196,8 +196,8 @@ pub enum ReceiptError {
     #[error("the session is {}: receipts exist for completed sessions", .0.as_str())]
     NotCompleted(SessionStatus),
     #[error(
-        "the session was priced with tariff {id} version {session}; this node has {}",
-        .available.map_or("none".to_owned(), |v| format!("version {v}"))
+        "the session was priced with tariff {id} version {session}, which is not available{}",
+        .available.map_or(String::new(), |v| format!(" (only version {v} is)"))
     )]
     TariffVersionUnavailable {
         id: String,

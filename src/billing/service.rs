@@ -18,6 +18,7 @@ use super::receipt::{
     CardSummary, OperatorDetails, Receipt, ReceiptError, ReceiptInput, ReceiptRefund,
     build_receipt, parse_receipt_id,
 };
+use super::tariff::Tariff;
 use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Environment;
 use crate::ids::{PaymentSessionId, TenantId};
@@ -28,6 +29,32 @@ use crate::payments::tariffs::TariffCatalog;
 use crate::store::billing::SessionQuery;
 use crate::store::{Store, StoreError};
 use crate::tokens::service::Caller;
+
+/// Where the tariff version a session was priced with is found. The
+/// deployment's catalog today; a per-tenant book of published versions
+/// plugs in here without touching the receipt.
+#[async_trait::async_trait]
+pub trait TariffSource: Send + Sync {
+    /// Exactly this version, or `None` when it is not available here.
+    async fn tariff_version(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<Tariff>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl TariffSource for TariffCatalog {
+    async fn tariff_version(
+        &self,
+        _tenant: TenantId,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<Tariff>, StoreError> {
+        Ok(self.get(id).filter(|t| t.version() == version).cloned())
+    }
+}
 
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
@@ -110,7 +137,7 @@ pub struct Period {
 
 pub struct BillingService {
     store: Arc<dyn Store>,
-    tariffs: Arc<TariffCatalog>,
+    tariffs: Arc<dyn TariffSource>,
     operator: OperatorDetails,
     audit: Arc<dyn AuditSink>,
     env: Environment,
@@ -119,7 +146,7 @@ pub struct BillingService {
 impl BillingService {
     pub fn new(
         store: Arc<dyn Store>,
-        tariffs: Arc<TariffCatalog>,
+        tariffs: Arc<dyn TariffSource>,
         operator: OperatorDetails,
         audit: Arc<dyn AuditSink>,
         env: Environment,
@@ -172,10 +199,14 @@ impl BillingService {
                 at: i.updated_at,
             })
             .collect();
+        let tariff = self
+            .tariffs
+            .tariff_version(session.tenant, &session.tariff_id, session.tariff_version)
+            .await?;
         let receipt = build_receipt(ReceiptInput {
             session,
             readings: &readings,
-            tariff: self.tariffs.get(&session.tariff_id),
+            tariff: tariff.as_ref(),
             card,
             refunds,
             operator: self.operator.clone(),
