@@ -77,6 +77,25 @@ pub struct BillingConfig {
     pub operator_vat_id: Option<String>,
 }
 
+impl BillingConfig {
+    /// Printed on every receipt: one line of text each, of a printable length.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("billing.operator_name", &self.operator_name),
+            ("billing.operator_address", &self.operator_address),
+            ("billing.operator_vat_id", &self.operator_vat_id),
+        ] {
+            if let Some(v) = value {
+                if v.trim().is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control)
+                {
+                    return Err(invalid(key, "1 to 200 characters on one line"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Which acquirer payment sessions go to.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -530,6 +549,7 @@ impl Config {
             ));
         }
         self.validate_payments()?;
+        self.billing.validate()?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return Err(invalid(
                 "audit",
@@ -1010,6 +1030,20 @@ pin_file = "{}"
         std::fs::write(&path, body).unwrap();
         let msg = Config::load(&path).unwrap_err().to_string();
         assert!(msg.starts_with("keys.provider:"), "{msg}");
+    }
+
+    #[test]
+    fn receipt_operator_details_are_one_printable_line() {
+        let mut b = BillingConfig {
+            operator_name: Some("Example Charging GmbH".into()),
+            ..BillingConfig::default()
+        };
+        assert!(b.validate().is_ok());
+        b.operator_address = Some("line\nbreak".into());
+        let msg = b.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("billing.operator_address:"), "{msg}");
+        b.operator_address = Some(" ".into());
+        assert!(b.validate().is_err());
     }
 
     #[test]
