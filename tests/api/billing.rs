@@ -5,13 +5,14 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use voltvault::app::App;
 use voltvault::auth::policy::Role;
 use voltvault::auth::{Actor, Origin};
-use voltvault::clock::{Clock, SystemClock};
+use voltvault::clock::{Clock, Environment, SystemClock};
 
 use voltvault::devpki::write_file;
 
-use crate::helpers::Backend;
+use crate::helpers::{Backend, TestApp, test_config};
 use crate::payments::{APPROVE, Charging, card, charging};
 
 /// 0.59 EUR/kWh and 6.00 EUR/h idle (per minute), both with 19% VAT.
@@ -565,8 +566,71 @@ async fn a_capped_capture_is_shown_honestly(backend: Backend) {
     }
 }
 
+/// The node restarts with version 2 of the tariff in its catalog: a session
+/// priced with version 1 gets no receipt with made-up figures.
+async fn a_receipt_whose_tariff_version_is_gone_is_refused(backend: Backend) {
+    let (w, dir) = with_billing(backend).await;
+    let id = one_session(&w, "v-1").await;
+    let (_, key) = w
+        .app
+        .auth
+        .create_api_key(
+            w.tenant,
+            "app",
+            Role::App,
+            None,
+            &Actor::cli(),
+            &Origin::cli(),
+        )
+        .await
+        .unwrap();
+    let TestApp {
+        mut running,
+        pki,
+        db,
+        ..
+    } = w.app;
+    running.take().unwrap().stop().await;
+    let newer = dir.path().join("tariffs-v2.json");
+    write_file(
+        &newer,
+        &TARIFFS.replace("\"version\":1", "\"version\":2"),
+        0o600,
+    )
+    .unwrap();
+    let mut config = test_config(&pki, &db);
+    config.payments.tariffs_file = Some(newer);
+    let app = App::build_observed(config, Environment::system(), None, None)
+        .await
+        .unwrap();
+    let (store, auth, audit) = (app.store(), app.auth(), app.audit());
+    let running = app.start(None).await.unwrap();
+    let restarted = TestApp {
+        auth,
+        addr: running.api_addr,
+        ops_addr: running.ops_addr,
+        running: Some(running),
+        store,
+        audit,
+        pki,
+        db,
+    };
+    let client = restarted.bearer_client(key.expose_secret());
+    let r = client
+        .get(restarted.url(&format!("/v1/receipts/rcpt_{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["code"], "tariff_version_unavailable");
+    assert!(p["detail"].as_str().unwrap().contains("version 1"), "{p}");
+    restarted.stop().await;
+}
+
 crate::on_both_databases!(
     one_session_agrees_everywhere_to_the_cent,
+    a_receipt_whose_tariff_version_is_gone_is_refused,
     a_capped_capture_is_shown_honestly,
     bad_requests_get_stable_codes,
     history_pages_with_a_stable_cursor,
