@@ -129,6 +129,7 @@ async fn run(backend: &str, chargers: usize, duration: Duration, smoke: bool) ->
             ..AuthConfig::default()
         },
         audit: Default::default(),
+        billing: Default::default(),
         payments: PaymentsConfig {
             acquirer: Some(AcquirerKind::Simulator),
             tariffs_file: Some(d.join("tariffs.json")),

@@ -327,8 +327,20 @@ impl App {
             )
             .map_err(|e| StartError::Notifications(e.to_string()))?,
         );
+        let billing = Arc::new(crate::billing::service::BillingService::new(
+            self.store.clone(),
+            tariffs.clone(),
+            crate::billing::receipt::OperatorDetails {
+                name: self.config.billing.operator_name.clone(),
+                address: self.config.billing.operator_address.clone(),
+                vat_id: self.config.billing.operator_vat_id.clone(),
+            },
+            audit.clone(),
+            self.env.clone(),
+        ));
         let state = AppState {
             tariffs,
+            billing,
             payments: payments.clone(),
             store: self.store.clone(),
             auth: self.auth.clone(),

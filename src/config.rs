@@ -60,6 +60,8 @@ pub struct Config {
     pub payments: PaymentsConfig,
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    #[serde(default)]
+    pub billing: BillingConfig,
 }
 
 /// Webhook deliveries: how often each node looks for due ones, how often
@@ -110,6 +112,40 @@ fn default_notify_backoff_max() -> u64 {
 }
 fn default_notify_timeout() -> u64 {
     10
+}
+
+/// Who issues receipts: printed on every receipt (HTML, PDF and JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BillingConfig {
+    /// The operator's legal name.
+    #[serde(default)]
+    pub operator_name: Option<String>,
+    /// Postal address, one line.
+    #[serde(default)]
+    pub operator_address: Option<String>,
+    /// VAT identification number.
+    #[serde(default)]
+    pub operator_vat_id: Option<String>,
+}
+
+impl BillingConfig {
+    /// Printed on every receipt: one line of text each, of a printable length.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("billing.operator_name", &self.operator_name),
+            ("billing.operator_address", &self.operator_address),
+            ("billing.operator_vat_id", &self.operator_vat_id),
+        ] {
+            if let Some(v) = value {
+                if v.trim().is_empty() || v.chars().count() > 200 || v.chars().any(char::is_control)
+                {
+                    return Err(invalid(key, "1 to 200 characters on one line"));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which acquirer payment sessions go to.
@@ -569,6 +605,7 @@ impl Config {
         }
         self.validate_payments()?;
         self.validate_notifications()?;
+        self.billing.validate()?;
         if self.audit.checkpoint_every == 0 || self.audit.checkpoint_interval_secs == 0 {
             return Err(invalid(
                 "audit",
@@ -1078,6 +1115,20 @@ pin_file = "{}"
         std::fs::write(&path, body).unwrap();
         let msg = Config::load(&path).unwrap_err().to_string();
         assert!(msg.starts_with("keys.provider:"), "{msg}");
+    }
+
+    #[test]
+    fn receipt_operator_details_are_one_printable_line() {
+        let mut b = BillingConfig {
+            operator_name: Some("Example Charging GmbH".into()),
+            ..BillingConfig::default()
+        };
+        assert!(b.validate().is_ok());
+        b.operator_address = Some("line\nbreak".into());
+        let msg = b.validate().unwrap_err().to_string();
+        assert!(msg.starts_with("billing.operator_address:"), "{msg}");
+        b.operator_address = Some(" ".into());
+        assert!(b.validate().is_err());
     }
 
     #[test]

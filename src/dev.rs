@@ -229,6 +229,10 @@ pub async fn prepare(
             ..AuthConfig::default()
         },
         audit: crate::config::AuditConfig::default(),
+        billing: crate::config::BillingConfig {
+            operator_name: Some("voltvault dev".into()),
+            ..Default::default()
+        },
         payments: crate::config::PaymentsConfig {
             acquirer: Some(crate::config::AcquirerKind::Simulator),
             tariffs_file: Some(tariffs_file),

@@ -1,10 +1,17 @@
-//! Billing: tariffs, their versions, session pricing and the price display.
-//! Pure domain logic: no HTTP, no SQL, no clock (time comes in as values).
+//! Billing: tariffs, their versions, session pricing and the price display;
+//! receipts, CDRs and accounting exports. Pure domain logic: no HTTP, no SQL,
+//! no clock (time comes in as values) — except `service`, which reads what
+//! those need through the store's ports.
 
+pub mod cdr;
 pub mod display;
 mod exact;
+pub mod exports;
 pub mod pricing;
+pub mod receipt;
+pub mod receipt_render;
 pub mod restriction;
+pub mod service;
 pub mod tariff;
 pub mod versions;
 pub mod zone;

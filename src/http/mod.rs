@@ -54,6 +54,8 @@ pub struct AppState {
     pub payments: Option<Arc<crate::payments::service::PaymentService>>,
     /// The tenant's webhook endpoints and their delivery log.
     pub webhooks: Arc<crate::notify::webhooks::WebhookService>,
+    /// Receipts, history and accounting exports.
+    pub billing: Arc<crate::billing::service::BillingService>,
 }
 
 /// Limits the edge enforces on every request.

@@ -4,7 +4,7 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens, webhooks};
+use super::routes::{admin, audit, auth, billing, meta, payments, tariffs, tokens, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens, webhook
         payments::create, payments::get, payments::events, payments::meter, payments::complete, payments::cancel,
         payments::refund,
         tariffs::list, tariffs::get, tariffs::publish, tariffs::display,
+        billing::history, billing::receipt, billing::sessions_csv, billing::cdrs, billing::revenue,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,
@@ -41,6 +42,12 @@ use super::routes::{admin, audit, auth, meta, payments, tariffs, tokens, webhook
         crate::payments::session::MeterAction, crate::money::Money,
         tariffs::TariffList, tariffs::PriceDisplay, tariffs::VersionQuery,
         crate::payments::tariffs::TariffView,
+        crate::billing::service::HistoryPage, crate::billing::receipt::Receipt,
+        crate::billing::receipt::ReceiptLine, crate::billing::receipt::LineKind,
+        crate::billing::receipt::VatSummary, crate::billing::receipt::ReceiptRefund,
+        crate::billing::receipt::CardSummary, crate::billing::receipt::OperatorDetails,
+        crate::billing::receipt::TariffRef, crate::billing::exports::Revenue,
+        crate::billing::exports::RevenueRow,
         crate::audit::SearchPage, crate::audit::ExportedRecord, crate::audit::VerifyReport,
         crate::audit::NodeReport, crate::audit::Problem, crate::audit::ProblemKind,
         crate::audit::ActorKind, crate::audit::Outcome,

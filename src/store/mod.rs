@@ -4,6 +4,7 @@
 
 mod audit_sql;
 mod auth_sql;
+pub mod billing;
 mod common;
 pub mod data_keys;
 pub mod payments;
@@ -281,6 +282,7 @@ pub trait Store:
     + payments::PaymentStore
     + tariffs::TariffStore
     + webhooks::WebhookStore
+    + billing::BillingStore
     + Send
     + Sync
 {

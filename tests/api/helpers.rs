@@ -252,6 +252,7 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             ..AuthConfig::default()
         },
         audit: Default::default(),
+        billing: Default::default(),
         payments: PaymentsConfig {
             acquirer: Some(AcquirerKind::Simulator),
             tariffs_file: Some(pki.path("tariffs.json")),

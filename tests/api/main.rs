@@ -10,6 +10,7 @@ mod localstripe;
 mod audit;
 mod auth;
 mod auth_store;
+mod billing;
 mod binary;
 mod connectors;
 mod edge;

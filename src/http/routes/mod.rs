@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod meta;
 pub mod payments;
 pub mod tariffs;
@@ -228,6 +229,37 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/webhooks/{id}/deliveries",
             perm(P::WebhooksManage),
             webhooks::deliveries,
+        )
+        .add(
+            Method::GET,
+            "/v1/payment-sessions",
+            perm(P::PaymentsRead),
+            billing::history,
+        )
+        // billing: receipts and accounting exports
+        .add(
+            Method::GET,
+            "/v1/receipts/{id}",
+            perm(P::BillingRead),
+            billing::receipt,
+        )
+        .add(
+            Method::GET,
+            "/v1/exports/sessions.csv",
+            perm(P::BillingRead),
+            billing::sessions_csv,
+        )
+        .add(
+            Method::GET,
+            "/v1/exports/cdrs",
+            perm(P::BillingRead),
+            billing::cdrs,
+        )
+        .add(
+            Method::GET,
+            "/v1/exports/revenue",
+            perm(P::BillingRead),
+            billing::revenue,
         )
         // staff sign-in
         .add(Method::POST, "/v1/auth/login", Access::Public, auth::login)

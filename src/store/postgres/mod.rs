@@ -64,6 +64,7 @@ super::audit_sql::impl_audit_store!(PostgresStore);
 super::tokens::impl_token_store!(PostgresStore);
 super::tariffs::impl_tariff_store!(PostgresStore);
 super::payments::impl_payment_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
+super::billing::impl_billing_store!(PostgresStore);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 

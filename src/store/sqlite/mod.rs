@@ -62,6 +62,7 @@ super::audit_sql::impl_audit_store!(SqliteStore);
 super::tokens::impl_token_store!(SqliteStore);
 super::tariffs::impl_tariff_store!(SqliteStore);
 super::payments::impl_payment_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
+super::billing::impl_billing_store!(SqliteStore);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 

@@ -1,0 +1,371 @@
+//! Billing on top of the store: receipts, the charging history and the
+//! accounting exports. This is the one module of `billing` that reads
+//! through the store's ports (never SQL); the figures themselves come from
+//! the pure modules beside it.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::cdr::{Cdr, build_cdr};
+use super::exports::{Grouping, Revenue, revenue, sessions_csv};
+use super::pricing::MeterReading;
+use super::receipt::{
+    CardSummary, OperatorDetails, Receipt, ReceiptError, ReceiptInput, ReceiptRefund,
+    build_receipt, parse_receipt_id,
+};
+use super::tariff::Tariff;
+use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
+use crate::clock::Environment;
+use crate::ids::{PaymentSessionId, TenantId};
+use crate::money::Money;
+use crate::payments::service::SessionView;
+use crate::payments::session::{IntentKind, IntentState, PaymentSession, SessionStatus};
+use crate::payments::tariffs::{TariffBook, TariffBookError};
+use crate::store::billing::SessionQuery;
+use crate::store::{Store, StoreError};
+use crate::tokens::service::Caller;
+
+/// Where the tariff version a session was priced with is found. The
+/// deployment's catalog today; a per-tenant book of published versions
+/// plugs in here without touching the receipt.
+#[async_trait::async_trait]
+pub trait TariffSource: Send + Sync {
+    /// Exactly this version, or `None` when it is not available here.
+    async fn tariff_version(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<Tariff>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl TariffSource for TariffBook {
+    async fn tariff_version(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<Tariff>, StoreError> {
+        match self.version(tenant, id, version).await {
+            Ok(tariff) => Ok(Some(tariff)),
+            Err(TariffBookError::NotFound) => Ok(None),
+            Err(TariffBookError::Store(e)) => Err(e),
+            // A stored version that no longer parses is a fault of ours.
+            Err(_) => Err(StoreError::Internal),
+        }
+    }
+}
+
+/// Largest history page.
+pub const MAX_PAGE: u32 = 100;
+pub const DEFAULT_PAGE: u32 = 50;
+/// Most sessions one export may hold; a longer period must be split.
+pub const MAX_EXPORT_SESSIONS: usize = 10_000;
+/// Longest period one export may cover.
+pub const MAX_EXPORT_DAYS: i64 = 366;
+const EXPORT_PAGE: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Receipt(#[from] ReceiptError),
+    #[error("more than {MAX_EXPORT_SESSIONS} sessions: export a shorter period")]
+    TooLarge,
+    #[error("the export could not be written")]
+    Encode,
+    #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl From<StoreError> for BillingError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => BillingError::NotFound,
+            other => BillingError::Store(other),
+        }
+    }
+}
+
+/// Where the next history page starts: the last (created_at, id) seen,
+/// opaque to callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: PaymentSessionId,
+}
+
+impl HistoryCursor {
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            self.id
+        ))
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (at, id) = raw.split_once('|')?;
+        Some(Self {
+            created_at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+            id: id.parse().ok()?,
+        })
+    }
+}
+
+/// One page of a tenant's charging history, oldest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryPage {
+    pub data: Vec<SessionView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// What an export covers: sessions started in `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+pub struct BillingService {
+    store: Arc<dyn Store>,
+    tariffs: Arc<dyn TariffSource>,
+    operator: OperatorDetails,
+    audit: Arc<dyn AuditSink>,
+    env: Environment,
+}
+
+impl BillingService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tariffs: Arc<dyn TariffSource>,
+        operator: OperatorDetails,
+        audit: Arc<dyn AuditSink>,
+        env: Environment,
+    ) -> Self {
+        Self {
+            store,
+            tariffs,
+            operator,
+            audit,
+            env,
+        }
+    }
+
+    /// The receipt `rcpt_<session>` of a completed session of `tenant`.
+    pub async fn receipt(&self, tenant: TenantId, id: &str) -> Result<Receipt, BillingError> {
+        let session_id = parse_receipt_id(id).ok_or(BillingError::NotFound)?;
+        let session = self.store.payment_session(tenant, session_id).await?;
+        let (receipt, _) = self.receipt_of(&session).await?;
+        Ok(receipt)
+    }
+
+    async fn receipt_of(
+        &self,
+        session: &PaymentSession,
+    ) -> Result<(Receipt, Vec<MeterReading>), BillingError> {
+        if session.status != SessionStatus::Completed {
+            return Err(ReceiptError::NotCompleted(session.status).into());
+        }
+        let readings: Vec<MeterReading> = self
+            .store
+            .meter_readings(session.id)
+            .await?
+            .iter()
+            .map(|r| MeterReading::new(r.at, r.energy_wh))
+            .collect();
+        // Brand and last four only; a token deleted since shows neither.
+        let card = match self.store.token(session.tenant, &session.token).await {
+            Ok(t) => CardSummary::new(&t.brand, &t.last4),
+            Err(StoreError::NotFound) => CardSummary::new("card", ""),
+            Err(e) => return Err(e.into()),
+        };
+        let refunds = self
+            .store
+            .payment_intents(session.id)
+            .await?
+            .into_iter()
+            .filter(|i| i.kind == IntentKind::Refund && i.state == IntentState::Succeeded)
+            .map(|i| ReceiptRefund {
+                amount: Money::new(i.amount, session.hold.currency),
+                at: i.updated_at,
+            })
+            .collect();
+        let tariff = self
+            .tariffs
+            .tariff_version(session.tenant, &session.tariff_id, session.tariff_version)
+            .await?;
+        let receipt = build_receipt(ReceiptInput {
+            session,
+            readings: &readings,
+            tariff: tariff.as_ref(),
+            card,
+            refunds,
+            operator: self.operator.clone(),
+        })?;
+        Ok((receipt, readings))
+    }
+
+    /// One page of history.
+    pub async fn history(&self, query: SessionQuery) -> Result<HistoryPage, BillingError> {
+        let limit = query.limit.clamp(1, MAX_PAGE);
+        // One more than asked says whether another page follows.
+        let mut rows = self
+            .store
+            .payment_sessions_page(&SessionQuery {
+                limit: limit + 1,
+                ..query
+            })
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = rows.last().filter(|_| more).map(|s| {
+            HistoryCursor {
+                created_at: s.created_at,
+                id: s.id,
+            }
+            .encode()
+        });
+        Ok(HistoryPage {
+            data: rows.iter().map(|s| SessionView::of(s, None)).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Every session of the tenant started in the period, oldest first.
+    async fn sessions_in(
+        &self,
+        tenant: TenantId,
+        period: Period,
+        status: Option<SessionStatus>,
+    ) -> Result<Vec<PaymentSession>, BillingError> {
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .payment_sessions_page(&SessionQuery {
+                    tenant,
+                    from: Some(period.from),
+                    to: Some(period.to),
+                    status,
+                    evse_id: None,
+                    created_by: None,
+                    after,
+                    limit: EXPORT_PAGE,
+                })
+                .await?;
+            let full = page.len() == EXPORT_PAGE as usize;
+            after = page.last().map(|s| (s.created_at, s.id));
+            out.extend(page);
+            if out.len() > MAX_EXPORT_SESSIONS {
+                return Err(BillingError::TooLarge);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The accounting CSV: one row per session started in the period.
+    pub async fn sessions_csv(
+        &self,
+        caller: &Caller,
+        period: Period,
+    ) -> Result<Vec<u8>, BillingError> {
+        let sessions = self.sessions_in(caller.tenant, period, None).await?;
+        let csv = sessions_csv(&sessions).map_err(|_| BillingError::Encode)?;
+        self.audit_export(caller, "sessions.csv", sessions.len())
+            .await?;
+        Ok(csv)
+    }
+
+    /// OCPI CDRs of the sessions completed among those started in the period.
+    pub async fn cdrs(&self, caller: &Caller, period: Period) -> Result<Vec<Cdr>, BillingError> {
+        let sessions = self
+            .sessions_in(caller.tenant, period, Some(SessionStatus::Completed))
+            .await?;
+        let mut cdrs = Vec::with_capacity(sessions.len());
+        for s in &sessions {
+            let (receipt, readings) = self.receipt_of(s).await?;
+            cdrs.push(build_cdr(s, &receipt, &readings).map_err(|_| BillingError::Encode)?);
+        }
+        self.audit_export(caller, "cdrs", cdrs.len()).await?;
+        Ok(cdrs)
+    }
+
+    /// Money taken in the period, by site, EVSE or day.
+    pub async fn revenue(
+        &self,
+        caller: &Caller,
+        period: Period,
+        group: Grouping,
+    ) -> Result<Revenue, BillingError> {
+        let sessions = self
+            .sessions_in(caller.tenant, period, Some(SessionStatus::Completed))
+            .await?;
+        let out = revenue(&sessions, group);
+        self.audit_export(caller, "revenue", sessions.len()).await?;
+        Ok(out)
+    }
+
+    /// Exports take a tenant's money figures out in bulk: recorded before
+    /// they are answered, and refused if that fails.
+    async fn audit_export(
+        &self,
+        caller: &Caller,
+        what: &str,
+        rows: usize,
+    ) -> Result<(), AuditError> {
+        self.audit
+            .record(
+                AuditEvent {
+                    event_type: "billing.export".into(),
+                    at: self.env.clock.now(),
+                    actor_kind: caller.actor_kind,
+                    actor_id: caller.actor_id.clone(),
+                    tenant: Some(caller.tenant),
+                    outcome: Outcome::Success,
+                    origin: caller.origin.clone(),
+                    resource: None,
+                    request_id: caller.request_id.clone(),
+                    reason: None,
+                }
+                .with_resource(format!("export:{what}"))
+                .with_reason(format!("rows={rows}")),
+            )
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = HistoryCursor {
+            created_at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123456789Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            id: PaymentSessionId::generate(),
+        };
+        assert_eq!(HistoryCursor::decode(&c.encode()), Some(c));
+        assert_eq!(HistoryCursor::decode("not a cursor"), None);
+        assert_eq!(HistoryCursor::decode(&URL_SAFE_NO_PAD.encode("x|y")), None);
+    }
+}
