@@ -1071,8 +1071,5 @@ fn check_label(field: &'static str, value: &str) -> Result<(), PaymentError> {
 /// 16 hex digits of SHA-256: short enough for an acquirer key.
 fn short_hash(s: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&digest.as_ref()[..8])
 }

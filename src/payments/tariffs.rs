@@ -79,6 +79,9 @@ impl TariffCatalog {
     }
 }
 
+/// Parsed published versions kept per node.
+const MAX_PARSED: usize = 1024;
+
 /// A tariff as callers see it: the document, its version and the price
 /// display a charger shows before the session starts (EU AFIR).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -129,6 +132,9 @@ pub struct TariffBook {
     defaults: Arc<TariffCatalog>,
     audit: Arc<dyn AuditSink>,
     env: Environment,
+    /// Published versions never change, so every meter reading of a session
+    /// can price with the one parsed the first time.
+    parsed: std::sync::Mutex<HashMap<(TenantId, String, u32), Tariff>>,
 }
 
 impl TariffBook {
@@ -143,6 +149,7 @@ impl TariffBook {
             defaults,
             audit,
             env,
+            parsed: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -215,8 +222,22 @@ impl TariffBook {
         id: &str,
         version: u32,
     ) -> Result<Tariff, TariffBookError> {
+        let key = (tenant, id.to_owned(), version);
+        if let Some(tariff) = self.cached(&key) {
+            return Ok(tariff);
+        }
         match self.store.tariff_version(tenant, id, version).await {
-            Ok(stored) => Ok(Tariff::from_json(&stored.document)?),
+            Ok(stored) => {
+                let tariff = Tariff::from_json(&stored.document)?;
+                if let Ok(mut parsed) = self.parsed.lock() {
+                    // Bounded: a node that somehow sees very many versions starts over.
+                    if parsed.len() >= MAX_PARSED {
+                        parsed.clear();
+                    }
+                    parsed.insert(key, tariff.clone());
+                }
+                Ok(tariff)
+            }
             Err(StoreError::NotFound) => self
                 .defaults
                 .get(id)
@@ -225,6 +246,10 @@ impl TariffBook {
                 .ok_or(TariffBookError::NotFound),
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn cached(&self, key: &(TenantId, String, u32)) -> Option<Tariff> {
+        self.parsed.lock().ok()?.get(key).cloned()
     }
 
     /// One tariff as callers see it (`version` none: the current one).

@@ -266,7 +266,10 @@ impl TokenService {
             }
         };
         let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
-        let opened = match self.open_checked(caller, &stored.token, sealed).await {
+        let opened = match self
+            .open_checked(caller.tenant, &stored.token, sealed)
+            .await
+        {
             Ok(p) => p,
             Err(e) => {
                 self.audit(caller, "token.detokenize", Outcome::Failure, token)
@@ -295,11 +298,7 @@ impl TokenService {
     ) -> Result<(Pan, Expiry), TokenServiceError> {
         let stored = self.live(tenant, token).await?;
         let sealed = stored.sealed.as_ref().ok_or(TokenServiceError::Deleted)?;
-        self.keys.ensure_available().await?;
-        let opened = self
-            .keys
-            .open(&tenant.to_string(), &stored.token, sealed)
-            .await?;
+        let opened = self.open_checked(tenant, &stored.token, sealed).await?;
         let (number, _) = decode_card(opened.expose_secret())?;
         let pan = Pan::parse(number.expose_secret())?;
         let expiry = Expiry::new(u32::from(stored.exp_month), u32::from(stored.exp_year))?;
@@ -309,14 +308,12 @@ impl TokenService {
     /// Opens a sealed card only while the HSM answers (fail closed).
     async fn open_checked(
         &self,
-        caller: &Caller,
+        tenant: TenantId,
         token: &str,
         sealed: &SealedRecord,
     ) -> Result<SecretBytes, KeyError> {
         self.keys.ensure_available().await?;
-        self.keys
-            .open(&caller.tenant.to_string(), token, sealed)
-            .await
+        self.keys.open(&tenant.to_string(), token, sealed).await
     }
 
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.
