@@ -352,11 +352,7 @@ impl PaymentService {
         id: PaymentSessionId,
     ) -> Result<SessionView, PaymentError> {
         let s = self.session_for(caller, id).await?;
-        let action = s.status.is_open().then_some(if s.stop_requested {
-            MeterAction::Stop
-        } else {
-            MeterAction::Continue
-        });
+        let action = s.status.is_open().then(|| self.action_now(&s));
         Ok(SessionView::of(&s, action))
     }
 
