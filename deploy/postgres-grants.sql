@@ -37,3 +37,6 @@ REVOKE ALL ON _sqlx_migrations FROM voltvault;
 
 -- Webhook endpoints (secrets sealed) and their delivery outbox.
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks, webhook_deliveries TO voltvault;
+
+-- Accounts, their payment methods (tokens) and RFID cards.
+GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, account_payment_methods, rfid_cards TO voltvault;

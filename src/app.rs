@@ -338,7 +338,14 @@ impl App {
             audit.clone(),
             self.env.clone(),
         ));
+        let accounts = Arc::new(crate::accounts::service::AccountService::new(
+            self.store.clone(),
+            tokens.clone(),
+            audit.clone(),
+            self.env.clone(),
+        ));
         let state = AppState {
+            accounts,
             tariffs,
             billing,
             payments: payments.clone(),

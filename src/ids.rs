@@ -81,6 +81,11 @@ typed_id!(
     DeliveryId
 );
 
+typed_id!(
+    /// A driver's or a fleet's billing account.
+    AccountId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! voltvault: a payment tokenization and card-data vault for EV charging networks.
 
+pub mod accounts;
 pub mod admin_cli;
 pub mod app;
 pub mod audit;
@@ -20,6 +21,7 @@ pub mod ids;
 pub mod keys;
 pub mod money;
 pub mod notify;
+pub mod paging;
 pub mod payments;
 pub mod redact;
 pub mod secret;

@@ -582,6 +582,7 @@ mod tests {
             tariff_id: "t".into(),
             tariff_version: 3,
             token: "1289582873644242".into(),
+            account: None,
             acquirer: "simulator".into(),
             hold: eur(5000),
             authorized: eur(authorized),

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -96,34 +94,8 @@ impl From<StoreError> for BillingError {
     }
 }
 
-/// Where the next history page starts: the last (created_at, id) seen,
-/// opaque to callers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryCursor {
-    pub created_at: DateTime<Utc>,
-    pub id: PaymentSessionId,
-}
-
-impl HistoryCursor {
-    pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!(
-            "{}|{}",
-            self.created_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
-            self.id
-        ))
-    }
-
-    pub fn decode(text: &str) -> Option<Self> {
-        let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let raw = String::from_utf8(raw).ok()?;
-        let (at, id) = raw.split_once('|')?;
-        Some(Self {
-            created_at: DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-            id: id.parse().ok()?,
-        })
-    }
-}
+/// Where the next history page starts.
+pub type HistoryCursor = crate::paging::Cursor<PaymentSessionId>;
 
 /// One page of a tenant's charging history, oldest first.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -265,6 +237,7 @@ impl BillingService {
                     status,
                     evse_id: None,
                     created_by: None,
+                    account: None,
                     after,
                     limit: EXPORT_PAGE,
                 })
@@ -349,23 +322,5 @@ impl BillingService {
                 .with_reason(format!("rows={rows}")),
             )
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = HistoryCursor {
-            created_at: DateTime::parse_from_rfc3339("2026-11-25T10:00:00.123456789Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            id: PaymentSessionId::generate(),
-        };
-        assert_eq!(HistoryCursor::decode(&c.encode()), Some(c));
-        assert_eq!(HistoryCursor::decode("not a cursor"), None);
-        assert_eq!(HistoryCursor::decode(&URL_SAFE_NO_PAD.encode("x|y")), None);
     }
 }

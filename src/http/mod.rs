@@ -56,6 +56,8 @@ pub struct AppState {
     pub webhooks: Arc<crate::notify::webhooks::WebhookService>,
     /// Receipts, history and accounting exports.
     pub billing: Arc<crate::billing::service::BillingService>,
+    /// Drivers' and fleets' accounts, their tokens and RFID cards.
+    pub accounts: Arc<crate::accounts::service::AccountService>,
 }
 
 /// Limits the edge enforces on every request.

@@ -4,7 +4,9 @@
 use utoipa::OpenApi;
 
 use super::error::Problem;
-use super::routes::{admin, audit, auth, billing, meta, payments, tariffs, tokens, webhooks};
+use super::routes::{
+    accounts, admin, audit, auth, billing, meta, payments, tariffs, tokens, webhooks,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,7 +30,10 @@ use super::routes::{admin, audit, auth, billing, meta, payments, tariffs, tokens
         admin::list_users, admin::create_user, admin::disable_user, admin::reset_user,
         admin::principals,
         audit::search, audit::verify, audit::export,
-        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
+        accounts::create, accounts::list, accounts::get, accounts::add_payment_method,
+        accounts::payment_methods, accounts::remove_payment_method, accounts::register_rfid,
+        accounts::rfid_cards, accounts::block_rfid, accounts::sessions
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
@@ -53,7 +58,11 @@ use super::routes::{admin, audit, auth, billing, meta, payments, tariffs, tokens
         crate::audit::ActorKind, crate::audit::Outcome,
         webhooks::WebhookCreate, webhooks::WebhookCreated,
         crate::notify::webhooks::WebhookView, crate::notify::webhooks::DeliveryView,
-        crate::notify::EventType, crate::notify::DeliveryState
+        crate::notify::EventType, crate::notify::DeliveryState,
+        accounts::AccountCreate, accounts::PaymentMethodAdd, accounts::RfidRegister,
+        crate::accounts::AccountKind, crate::accounts::RfidStatus,
+        crate::accounts::service::AccountView, crate::accounts::service::AccountPage,
+        crate::accounts::service::MethodView, crate::accounts::service::RfidView
     )),
     modifiers(&BearerAuth)
 )]

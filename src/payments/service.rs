@@ -23,6 +23,7 @@ use super::session::{
 };
 use super::tariffs::{TariffBook, TariffBookError};
 use super::vault_card::VaultCard;
+use crate::accounts::service::{AccountError, payer_for_account, payer_for_rfid};
 use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::billing::pricing::{MeterReading, PricingError, price_session};
 use crate::card::Cvc;
@@ -54,6 +55,10 @@ pub enum PaymentMethod {
         request: TokenizeRequest,
         cvc: Option<Cvc>,
     },
+    /// A tap at the charger: the card's account pays with its default token.
+    Rfid(crate::accounts::RfidUid),
+    /// The app starts a session for an account: its default token pays.
+    Account(crate::ids::AccountId),
 }
 
 pub struct CreateSession {
@@ -81,6 +86,10 @@ pub struct SessionView {
     pub tariff_id: String,
     /// The card, by token.
     pub token: String,
+    /// The account billed, for a tap or an account session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub account_id: Option<crate::ids::AccountId>,
     pub hold: Money,
     pub authorized_amount: Money,
     /// The live cost, VAT included.
@@ -114,6 +123,7 @@ impl SessionView {
             connector_id: s.connector_id.clone(),
             tariff_id: s.tariff_id.clone(),
             token: s.token.clone(),
+            account_id: s.account,
             hold: s.hold,
             authorized_amount: s.authorized,
             cost: s.cost,
@@ -135,6 +145,8 @@ impl SessionView {
 pub enum PaymentError {
     #[error(transparent)]
     Tokens(#[from] TokenServiceError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
     #[error("tariff_id: no such tariff")]
     UnknownTariff,
     #[error("hold.currency: the tariff charges in {0}")]
@@ -274,10 +286,21 @@ impl PaymentService {
         if request.hold.value < 1 || request.hold.value > self.settings.max_hold {
             return Err(PaymentError::HoldOutOfRange(self.settings.max_hold));
         }
+        let mut account = None;
         let token = match request.method {
             PaymentMethod::Token(token) => {
                 self.tokens.get(caller, &token).await?;
                 token
+            }
+            PaymentMethod::Rfid(uid) => {
+                let payer = payer_for_rfid(self.store.as_ref(), caller.tenant, &uid).await?;
+                account = Some(payer.account);
+                payer.token
+            }
+            PaymentMethod::Account(id) => {
+                let payer = payer_for_account(self.store.as_ref(), caller.tenant, id).await?;
+                account = Some(payer.account);
+                payer.token
             }
             PaymentMethod::Card { request, cvc } => {
                 let (view, _) = self.tokens.tokenize(caller, request).await?;
@@ -301,6 +324,7 @@ impl PaymentService {
             tariff_id: request.tariff_id,
             tariff_version: tariff.version(),
             token,
+            account,
             acquirer: self.connector.name().to_owned(),
             hold: request.hold,
             authorized: zero,

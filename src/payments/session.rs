@@ -92,6 +92,8 @@ pub struct PaymentSession {
     pub tariff_version: u32,
     /// The card, by token: sessions never hold card data.
     pub token: String,
+    /// The account billed, for a session started by a tap or for an account.
+    pub account: Option<crate::ids::AccountId>,
     pub acquirer: String,
     pub hold: Money,
     pub authorized: Money,
@@ -344,6 +346,7 @@ mod tests {
             tariff_id: "t".into(),
             tariff_version: 1,
             token: "t".into(),
+            account: None,
             acquirer: "simulator".into(),
             hold: eur(5000),
             authorized: eur(authorized),

@@ -22,6 +22,8 @@ pub struct SessionQuery {
     pub evse_id: Option<String>,
     /// Only sessions this principal opened (a charger sees its own).
     pub created_by: Option<String>,
+    /// Only sessions billed to this account.
+    pub account: Option<crate::ids::AccountId>,
     /// The last (created_at, id) of the previous page.
     pub after: Option<(DateTime<Utc>, PaymentSessionId)>,
     pub limit: u32,
@@ -59,6 +61,7 @@ macro_rules! impl_billing_store {
                       AND ($5 IS NULL OR evse_id = $5) \
                       AND ($6 IS NULL OR created_by = $6) \
                       AND ($7 IS NULL OR created_at > $7 OR (created_at = $7 AND id > $8)) \
+                      AND ($10 IS NULL OR account_id = $10) \
                       ORDER BY created_at, id LIMIT $9"
                 ))
                 .bind(q.tenant)
@@ -70,6 +73,7 @@ macro_rules! impl_billing_store {
                 .bind(after_at)
                 .bind(after_id)
                 .bind(i64::from(q.limit))
+                .bind(q.account)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(payment_rows::session).collect()

@@ -2,6 +2,7 @@
 //! implement them over sqlx. Every adapter passes the same conformance suite
 //! (tests/api/store.rs).
 
+pub mod accounts;
 mod audit_sql;
 mod auth_sql;
 pub mod billing;
@@ -283,6 +284,7 @@ pub trait Store:
     + tariffs::TariffStore
     + webhooks::WebhookStore
     + billing::BillingStore
+    + accounts::AccountStore
     + Send
     + Sync
 {

@@ -90,7 +90,8 @@ macro_rules! PAYMENT_SESSION_COLUMNS {
         "id, tenant_id, created_by, idem_key, evse_id, connector_id, tariff_id, tariff_version, \
          token, acquirer, currency, hold_value, authorized_value, cost_value, energy_wh, \
          captured_value, refunded_value, status, stop_requested, incremental, auth_ref, \
-         capture_ref, decline_code, created_at, updated_at, ended_at, revision, authorization_code"
+         capture_ref, decline_code, created_at, updated_at, ended_at, revision, authorization_code, \
+         account_id"
     };
 }
 pub(crate) use PAYMENT_SESSION_COLUMNS;
@@ -131,6 +132,7 @@ mod payment_rows {
             tariff_id: row.try_get("tariff_id")?,
             tariff_version: u32::try_from(tariff_version).map_err(|_| StoreError::Internal)?,
             token: row.try_get("token")?,
+            account: row.try_get("account_id")?,
             acquirer: row.try_get("acquirer")?,
             hold: money(row.try_get("hold_value")?),
             authorized: money(row.try_get("authorized_value")?),
@@ -193,7 +195,7 @@ mod payment_rows {
                     "INSERT INTO payment_sessions (",
                     $crate::store::payments::PAYMENT_SESSION_COLUMNS!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)"
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
                 ))
                 .bind(s.id)
                 .bind(s.tenant)
@@ -223,6 +225,7 @@ mod payment_rows {
                 .bind(s.ended_at)
                 .bind(s.revision)
                 .bind(&s.authorization_code)
+                .bind(s.account)
                 .execute(&mut *tx)
                 .await?;
                 insert_intent(&mut tx, intent).await?;

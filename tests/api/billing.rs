@@ -59,20 +59,7 @@ async fn with_billing(backend: Backend) -> (Charging, tempfile::TempDir) {
 }
 
 async fn app_client(w: &Charging) -> reqwest::Client {
-    let (_, key) = w
-        .app
-        .auth
-        .create_api_key(
-            w.tenant,
-            "app",
-            Role::App,
-            None,
-            &Actor::cli(),
-            &Origin::cli(),
-        )
-        .await
-        .unwrap();
-    w.app.bearer_client(key.expose_secret())
+    w.app_client().await
 }
 
 async fn get(client: &reqwest::Client, w: &Charging, path: &str) -> (StatusCode, Value) {

@@ -7,6 +7,7 @@ mod audit_double;
 mod helpers;
 mod localstripe;
 
+mod accounts;
 mod audit;
 mod auth;
 mod auth_store;

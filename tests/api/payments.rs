@@ -85,6 +85,24 @@ pub fn at(minute: i64) -> String {
 }
 
 impl Charging {
+    /// A client with a new API key of the tenant (role `app`).
+    pub async fn app_client(&self) -> reqwest::Client {
+        let (_, key) = self
+            .app
+            .auth
+            .create_api_key(
+                self.tenant,
+                "app",
+                Role::App,
+                None,
+                &Actor::cli(),
+                &Origin::cli(),
+            )
+            .await
+            .unwrap();
+        self.app.bearer_client(key.expose_secret())
+    }
+
     pub async fn post(
         &self,
         client: &reqwest::Client,
@@ -419,7 +437,7 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
         ),
         (
             open_body(json!({"rfid_uid": "04A2B3C4"}), 100),
-            "payment_method_unavailable",
+            "rfid_card_unknown",
         ),
         (open_body(card("4242424242424241"), 100), "card_number_luhn"),
         (

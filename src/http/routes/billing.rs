@@ -27,7 +27,7 @@ use crate::payments::session::SessionStatus;
 use crate::store::StoreError;
 use crate::store::billing::SessionQuery;
 
-fn billing_error(error: BillingError) -> ApiError {
+pub(crate) fn billing_error(error: BillingError) -> ApiError {
     use BillingError as E;
     match error {
         E::NotFound => ApiError::new(StatusCode::NOT_FOUND, "receipt_not_found"),
@@ -183,6 +183,16 @@ pub async fn history(
     principal: Principal,
     params: Result<Query<HistoryParams>, QueryRejection>,
 ) -> Result<axum::Json<HistoryPage>, ApiError> {
+    let query = history_query(&principal, params)?;
+    let page = state.billing.history(query).await.map_err(billing_error)?;
+    Ok(axum::Json(page))
+}
+
+/// The history filters of a request; a charger sees the sessions it opened.
+pub(crate) fn history_query(
+    principal: &Principal,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<SessionQuery, ApiError> {
     let Query(p) = params.map_err(invalid_query)?;
     let from = p.from.as_deref().map(|t| time("from", t)).transpose()?;
     let to = p.to.as_deref().map(|t| time("to", t)).transpose()?;
@@ -214,7 +224,7 @@ pub async fn history(
             .filter(|l| (1..=MAX_PAGE).contains(l))
             .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit: 1 to 100"))?,
     };
-    let query = SessionQuery {
+    Ok(SessionQuery {
         tenant: principal.tenant,
         from,
         to,
@@ -222,11 +232,10 @@ pub async fn history(
         evse_id: p.evse_id,
         // Chargers work on their own connectors: they list their own sessions.
         created_by: (principal.kind == PrincipalKind::Charger).then(|| principal.id.clone()),
+        account: None,
         after,
         limit,
-    };
-    let page = state.billing.history(query).await.map_err(billing_error)?;
-    Ok(axum::Json(page))
+    })
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -7,6 +7,7 @@
 //! [`crate::auth::Principal`] argument: they only ever see a caller the
 //! policy allowed.
 
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod auth;
@@ -235,6 +236,67 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/payment-sessions",
             perm(P::PaymentsRead),
             billing::history,
+        )
+        // accounts: drivers and fleets, their tokens and RFID cards
+        .add(
+            Method::POST,
+            "/v1/accounts",
+            perm(P::AccountsManage),
+            accounts::create,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts",
+            perm(P::AccountsManage),
+            accounts::list,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts/{id}",
+            perm(P::AccountsManage),
+            accounts::get,
+        )
+        .add(
+            Method::POST,
+            "/v1/accounts/{id}/payment-methods",
+            perm(P::AccountsManage),
+            accounts::add_payment_method,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts/{id}/payment-methods",
+            perm(P::AccountsManage),
+            accounts::payment_methods,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/accounts/{id}/payment-methods/{token}",
+            perm(P::AccountsManage),
+            accounts::remove_payment_method,
+        )
+        .add(
+            Method::POST,
+            "/v1/accounts/{id}/rfid-cards",
+            perm(P::AccountsManage),
+            accounts::register_rfid,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts/{id}/rfid-cards",
+            perm(P::AccountsManage),
+            accounts::rfid_cards,
+        )
+        .add(
+            Method::DELETE,
+            "/v1/accounts/{id}/rfid-cards/{uid}",
+            perm(P::AccountsManage),
+            accounts::block_rfid,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts/{id}/sessions",
+            perm(P::AccountsManage),
+            accounts::sessions,
         )
         // billing: receipts and accounting exports
         .add(

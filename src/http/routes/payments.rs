@@ -13,6 +13,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::tokens::{CardInput, caller, once_with_json, parse_card, service_error};
+use crate::accounts::RfidUid;
+use crate::accounts::service::AccountError;
 use crate::auth::Principal;
 use crate::http::AppState;
 use crate::http::auth::RequestOrigin;
@@ -86,6 +88,7 @@ pub fn payment_error(error: PaymentError) -> ApiError {
     };
     match error {
         E::Tokens(e) => service_error(e),
+        E::Account(e) => super::accounts::account_error(e),
         E::UnknownTariff => unprocessable("unknown_tariff", &error),
         E::CurrencyMismatch(_) => unprocessable("currency_mismatch", &error),
         E::HoldOutOfRange(_) => unprocessable("hold_out_of_range", &error),
@@ -161,14 +164,19 @@ fn payment_method(state: &AppState, body: PaymentMethodBody) -> Result<PaymentMe
             cvc,
         });
     }
-    // RFID cards and accounts pay through billing accounts, not yet here.
-    Err(payment_error(PaymentError::MethodUnavailable(
-        if body.rfid_uid.is_some() {
-            "rfid_uid"
-        } else {
-            "account_id"
-        },
-    )))
+    if let Some(raw) = body.rfid_uid {
+        let uid = RfidUid::parse(&raw).ok_or_else(|| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field")
+                .with_detail("rfid_uid: an ISO 14443 UID: 4, 7 or 10 bytes in hex")
+        })?;
+        return Ok(PaymentMethod::Rfid(uid));
+    }
+    let raw = body.account_id.unwrap_or_default();
+    // An id that is not one is an account nobody has.
+    let id = raw
+        .parse()
+        .map_err(|_| payment_error(PaymentError::Account(AccountError::PayerUnknown)))?;
+    Ok(PaymentMethod::Account(id))
 }
 
 fn answer(status: StatusCode, result: Result<SessionView, PaymentError>) -> Response {
