@@ -40,3 +40,8 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks, webhook_deliveries TO voltvaul
 
 -- Accounts, their payment methods (tokens) and RFID cards.
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, account_payment_methods, rfid_cards TO voltvault;
+
+-- Invoices never change once issued: add and read only. The gapless
+-- counter moves with each invoice.
+GRANT SELECT, INSERT ON invoices, invoice_lines TO voltvault;
+GRANT SELECT, INSERT, UPDATE ON invoice_counters TO voltvault;

@@ -327,15 +327,25 @@ impl App {
             )
             .map_err(|e| StartError::Notifications(e.to_string()))?,
         );
+        let operator = crate::billing::receipt::OperatorDetails {
+            name: self.config.billing.operator_name.clone(),
+            address: self.config.billing.operator_address.clone(),
+            vat_id: self.config.billing.operator_vat_id.clone(),
+        };
         let billing = Arc::new(crate::billing::service::BillingService::new(
             self.store.clone(),
             tariffs.clone(),
-            crate::billing::receipt::OperatorDetails {
-                name: self.config.billing.operator_name.clone(),
-                address: self.config.billing.operator_address.clone(),
-                vat_id: self.config.billing.operator_vat_id.clone(),
-            },
+            operator.clone(),
             audit.clone(),
+            self.env.clone(),
+        ));
+        let invoices = Arc::new(crate::billing::invoices::InvoiceService::new(
+            self.store.clone(),
+            billing.clone(),
+            operator,
+            self.config.billing.invoice_number_prefix.clone(),
+            audit.clone(),
+            Arc::new(crate::notify::OutboxNotifier::new(self.store.clone())),
             self.env.clone(),
         ));
         let accounts = Arc::new(crate::accounts::service::AccountService::new(
@@ -346,6 +356,7 @@ impl App {
         ));
         let state = AppState {
             accounts,
+            invoices,
             tariffs,
             billing,
             payments: payments.clone(),

@@ -115,7 +115,7 @@ fn default_notify_timeout() -> u64 {
 }
 
 /// Who issues receipts: printed on every receipt (HTML, PDF and JSON).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BillingConfig {
     /// The operator's legal name.
@@ -127,6 +127,24 @@ pub struct BillingConfig {
     /// VAT identification number.
     #[serde(default)]
     pub operator_vat_id: Option<String>,
+    /// Invoice numbers are this followed by the tenant's gapless sequence.
+    #[serde(default = "default_invoice_prefix")]
+    pub invoice_number_prefix: String,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self {
+            operator_name: None,
+            operator_address: None,
+            operator_vat_id: None,
+            invoice_number_prefix: default_invoice_prefix(),
+        }
+    }
+}
+
+fn default_invoice_prefix() -> String {
+    "INV-".into()
 }
 
 impl BillingConfig {
@@ -143,6 +161,17 @@ impl BillingConfig {
                     return Err(invalid(key, "1 to 200 characters on one line"));
                 }
             }
+        }
+        let prefix = &self.invoice_number_prefix;
+        if prefix.len() > 20
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_'))
+        {
+            return Err(invalid(
+                "billing.invoice_number_prefix",
+                "up to 20 letters, digits, '-', '/' or '_'",
+            ));
         }
         Ok(())
     }

@@ -86,6 +86,11 @@ typed_id!(
     AccountId
 );
 
+typed_id!(
+    /// An issued invoice.
+    InvoiceId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,8 @@ pub mod cdr;
 pub mod display;
 mod exact;
 pub mod exports;
+pub mod invoice;
+pub mod invoices;
 pub mod pricing;
 pub mod receipt;
 pub mod receipt_render;

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::exact::{div_round_half_up, pow10};
@@ -51,7 +51,7 @@ pub fn receipt_path(session: PaymentSessionId) -> String {
 }
 
 /// Who issued the receipt (`[billing]` in the configuration).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OperatorDetails {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -129,7 +129,7 @@ pub struct ReceiptLine {
 }
 
 /// The VAT of one rate.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VatSummary {
     /// Percent; absent for amounts without VAT.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -146,7 +146,7 @@ impl BillingService {
         Ok(receipt)
     }
 
-    async fn receipt_of(
+    pub(crate) async fn receipt_of(
         &self,
         session: &PaymentSession,
     ) -> Result<(Receipt, Vec<MeterReading>), BillingError> {

@@ -58,6 +58,8 @@ pub struct AppState {
     pub billing: Arc<crate::billing::service::BillingService>,
     /// Drivers' and fleets' accounts, their tokens and RFID cards.
     pub accounts: Arc<crate::accounts::service::AccountService>,
+    /// Monthly invoices per account.
+    pub invoices: Arc<crate::billing::invoices::InvoiceService>,
 }
 
 /// Limits the edge enforces on every request.

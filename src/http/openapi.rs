@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use super::error::Problem;
 use super::routes::{
-    accounts, admin, audit, auth, billing, meta, payments, tariffs, tokens, webhooks,
+    accounts, admin, audit, auth, billing, invoices, meta, payments, tariffs, tokens, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -33,7 +33,8 @@ use super::routes::{
         webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
         accounts::create, accounts::list, accounts::get, accounts::add_payment_method,
         accounts::payment_methods, accounts::remove_payment_method, accounts::register_rfid,
-        accounts::rfid_cards, accounts::block_rfid, accounts::sessions
+        accounts::rfid_cards, accounts::block_rfid, accounts::sessions,
+        invoices::issue, invoices::list, invoices::get
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
@@ -62,7 +63,10 @@ use super::routes::{
         accounts::AccountCreate, accounts::PaymentMethodAdd, accounts::RfidRegister,
         crate::accounts::AccountKind, crate::accounts::RfidStatus,
         crate::accounts::service::AccountView, crate::accounts::service::AccountPage,
-        crate::accounts::service::MethodView, crate::accounts::service::RfidView
+        crate::accounts::service::MethodView, crate::accounts::service::RfidView,
+        invoices::InvoiceCreate, crate::billing::invoices::InvoiceView,
+        crate::billing::invoices::InvoicePage, crate::billing::invoice::InvoiceDocument,
+        crate::billing::invoice::InvoiceLine, crate::billing::invoice::BillTo
     )),
     modifiers(&BearerAuth)
 )]

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{EventType, OutboxEvent};
+use crate::ids::TenantId;
 use crate::money::Money;
 use crate::payments::session::{IntentKind, PaymentSession, SessionStatus};
 
@@ -100,6 +101,18 @@ fn event<T: Serialize>(
     at: DateTime<Utc>,
     data: T,
 ) -> Option<OutboxEvent> {
+    tenant_event(session.tenant, id, event_type, at, data)
+}
+
+/// An event of `tenant` with `data` in the common envelope; `id` must be
+/// derived from what happened, so that telling it twice queues it once.
+pub fn tenant_event<T: Serialize>(
+    tenant: TenantId,
+    id: String,
+    event_type: EventType,
+    at: DateTime<Utc>,
+    data: T,
+) -> Option<OutboxEvent> {
     let payload = serde_json::to_string(&Envelope {
         id: &id,
         event_type: event_type.as_str(),
@@ -109,7 +122,7 @@ fn event<T: Serialize>(
     .ok()?;
     Some(OutboxEvent {
         id,
-        tenant: session.tenant,
+        tenant,
         event_type,
         payload,
         at,

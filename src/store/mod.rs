@@ -8,6 +8,7 @@ mod auth_sql;
 pub mod billing;
 mod common;
 pub mod data_keys;
+pub mod invoices;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
@@ -285,6 +286,7 @@ pub trait Store:
     + webhooks::WebhookStore
     + billing::BillingStore
     + accounts::AccountStore
+    + invoices::InvoiceStore
     + Send
     + Sync
 {

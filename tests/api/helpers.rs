@@ -98,6 +98,22 @@ impl TestDb {
         }
     }
 
+    /// Runs one statement as the database owner, bypassing the service
+    /// (to show what the database itself refuses).
+    pub async fn execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        use sqlx::Connection;
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await?;
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await?;
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+        }
+    }
+
     /// A migrated store on this database.
     pub async fn store(&self) -> Arc<dyn Store> {
         let store: Arc<dyn Store> = match self.backend {
@@ -366,6 +382,17 @@ impl TestApp {
         t: voltvault::ids::TenantId,
         role: voltvault::auth::Role,
     ) -> String {
+        self.staff_session_at(t, role, None).await
+    }
+
+    /// Signs in with the TOTP code of `at` (the service's fixed clock), or
+    /// of now.
+    pub async fn staff_session_at(
+        &self,
+        t: voltvault::ids::TenantId,
+        role: voltvault::auth::Role,
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> String {
         use voltvault::auth::{Actor, Origin};
         let password = "staff-pass-2026";
         let username = format!(
@@ -396,7 +423,10 @@ impl TestApp {
             .json()
             .await
             .unwrap();
-        let code = totp.generate_current().unwrap();
+        let code = match at {
+            Some(at) => totp.generate(u64::try_from(at.timestamp()).unwrap()),
+            None => totp.generate_current().unwrap(),
+        };
         let body: serde_json::Value = c
             .post(self.url("/v1/auth/mfa"))
             .json(&serde_json::json!({"challenge": body["challenge"], "code": code}))

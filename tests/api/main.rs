@@ -15,6 +15,7 @@ mod billing;
 mod binary;
 mod connectors;
 mod edge;
+mod invoices;
 mod keys;
 mod payments;
 mod payments_crash;

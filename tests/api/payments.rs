@@ -31,7 +31,7 @@ pub async fn charging(backend: Backend, customize: impl FnOnce(&mut Config)) -> 
     charging_at(backend, customize, None).await
 }
 
-async fn charging_at(
+pub async fn charging_at(
     backend: Backend,
     customize: impl FnOnce(&mut Config),
     clock: Option<FixedClock>,

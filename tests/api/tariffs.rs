@@ -146,26 +146,7 @@ async fn versions_are_immutable_and_sessions_keep_theirs(backend: Backend) {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The database refuses to change a stored version.
-    let changed = match backend {
-        Backend::Sqlite => {
-            use sqlx::Connection;
-            let mut c = sqlx::SqliteConnection::connect(&w.app.db.url)
-                .await
-                .unwrap();
-            sqlx::query("UPDATE tariffs SET document = '{}'")
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-        }
-        Backend::Postgres => {
-            use sqlx::Connection;
-            let mut c = sqlx::PgConnection::connect(&w.app.db.url).await.unwrap();
-            sqlx::query("UPDATE tariffs SET document = '{}'")
-                .execute(&mut c)
-                .await
-                .map(|_| ())
-        }
-    };
+    let changed = w.app.db.execute("UPDATE tariffs SET document = '{}'").await;
     assert!(changed.is_err());
 }
 

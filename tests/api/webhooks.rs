@@ -21,14 +21,14 @@ use crate::payments::{APPROVE, Charging, card, charging};
 /// A webhook receiver: fails the first `fail_first` requests (or all),
 /// records every request.
 #[derive(Default)]
-struct Receiver {
+pub struct Receiver {
     fail_first: usize,
     always_fail: bool,
     calls: Mutex<Vec<(HeaderMap, Bytes)>>,
 }
 
 impl Receiver {
-    fn calls(&self) -> Vec<(HeaderMap, Bytes)> {
+    pub fn calls(&self) -> Vec<(HeaderMap, Bytes)> {
         self.calls.lock().unwrap().clone()
     }
 }
@@ -47,7 +47,7 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
 }
 
 /// Serves `receiver` on 127.0.0.1:0; returns its URL.
-async fn serve(receiver: Arc<Receiver>) -> String {
+pub async fn serve(receiver: Arc<Receiver>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = axum::Router::new()
@@ -60,7 +60,7 @@ async fn serve(receiver: Arc<Receiver>) -> String {
 }
 
 /// Deliveries every 50 ms, backoff from 50 ms, three attempts.
-fn fast_deliveries(c: &mut Config) {
+pub fn fast_deliveries(c: &mut Config) {
     c.notifications.worker_interval_ms = 50;
     c.notifications.backoff_base_ms = 50;
     c.notifications.max_attempts = 3;
@@ -84,7 +84,7 @@ async fn app_client(w: &Charging) -> reqwest::Client {
     w.app.bearer_client(key.expose_secret())
 }
 
-async fn create_webhook(
+pub async fn create_webhook(
     w: &Charging,
     client: &reqwest::Client,
     url: &str,

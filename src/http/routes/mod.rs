@@ -12,6 +12,7 @@ pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod billing;
+pub mod invoices;
 pub mod meta;
 pub mod payments;
 pub mod tariffs;
@@ -297,6 +298,25 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/accounts/{id}/sessions",
             perm(P::AccountsManage),
             accounts::sessions,
+        )
+        // invoices: monthly, per account
+        .add(
+            Method::POST,
+            "/v1/invoices",
+            perm(P::BillingManage),
+            invoices::issue,
+        )
+        .add(
+            Method::GET,
+            "/v1/invoices",
+            perm(P::BillingRead),
+            invoices::list,
+        )
+        .add(
+            Method::GET,
+            "/v1/invoices/{id}",
+            perm(P::BillingRead),
+            invoices::get,
         )
         // billing: receipts and accounting exports
         .add(

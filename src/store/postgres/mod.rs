@@ -68,5 +68,6 @@ super::billing::impl_billing_store!(PostgresStore);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 super::accounts::impl_account_store!(PostgresStore, sqlx::postgres::PgRow);
+super::invoices::impl_invoice_store!(PostgresStore, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);
