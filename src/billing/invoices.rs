@@ -131,17 +131,7 @@ impl InvoiceService {
         if period.end() > now {
             return Err(InvoiceServiceError::PeriodOpen);
         }
-        let existing = self
-            .store
-            .invoices_page(&InvoiceQuery {
-                tenant: caller.tenant,
-                account: Some(account.id),
-                period: Some(period.to_string()),
-                after: None,
-                limit: 1,
-            })
-            .await?;
-        if !existing.is_empty() {
+        if self.exists(caller.tenant, account.id, period).await? {
             return Err(InvoiceServiceError::Exists);
         }
         let sessions = self
@@ -157,7 +147,16 @@ impl InvoiceService {
             name: account.name.clone(),
             email: account.email.clone(),
         };
-        let document = build_invoice(period, bill_to, self.operator.clone(), &receipts)?;
+        let document = match build_invoice(period, bill_to, self.operator.clone(), &receipts) {
+            Ok(document) => document,
+            // Issued by a request that committed since we looked.
+            Err(InvoiceError::NothingToInvoice)
+                if self.exists(caller.tenant, account.id, period).await? =>
+            {
+                return Err(InvoiceServiceError::Exists);
+            }
+            Err(e) => return Err(e.into()),
+        };
         let text = serde_json::to_string(&document).map_err(|_| StoreError::Internal)?;
         let ids: Vec<_> = sessions.iter().map(|s| s.id).collect();
         let stored = match self
@@ -220,6 +219,25 @@ impl InvoiceService {
             issued_at: stored.issued_at,
             document,
         })
+    }
+
+    async fn exists(
+        &self,
+        tenant: TenantId,
+        account: AccountId,
+        period: BillingPeriod,
+    ) -> Result<bool, InvoiceServiceError> {
+        let found = self
+            .store
+            .invoices_page(&InvoiceQuery {
+                tenant,
+                account: Some(account),
+                period: Some(period.to_string()),
+                after: None,
+                limit: 1,
+            })
+            .await?;
+        Ok(!found.is_empty())
     }
 
     pub async fn get(

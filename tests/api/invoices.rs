@@ -506,7 +506,70 @@ async fn issued_invoices_cannot_be_changed(backend: Backend) {
     assert_eq!(w.app.db.count_rows("invoices").await, 1);
 }
 
+/// Invoices issued at the same time take consecutive numbers, and the same
+/// invoice asked for twice at once is issued once.
+async fn numbers_stay_gapless_under_concurrent_issuing(backend: Backend) {
+    let clock = FixedClock::new(t("2026-10-31T12:00:00Z"));
+    let w = charging_at(backend, |_| {}, Some(clock.clone())).await;
+    let app = w.app_client().await;
+    let mut accounts = Vec::new();
+    for i in 0..6 {
+        let account = create(
+            &w,
+            &app,
+            &format!("a{i}"),
+            json!({"kind": "driver", "name": format!("D{i}")}),
+        )
+        .await;
+        let uid = format!("04A2B3C{i}");
+        attach_card(&w, &app, &account, &uid, &format!("a{i}")).await;
+        charge(
+            &w,
+            &clock,
+            &format!("s{i}"),
+            json!({"rfid_uid": uid}),
+            1_000 + i * 100,
+        )
+        .await;
+        accounts.push(account);
+    }
+    clock.advance(chrono::Duration::days(1));
+    let operator = operator(&w, &clock).await;
+    // Every account once, and the first one three times more, all at once.
+    let mut requests = Vec::new();
+    for (i, account) in accounts
+        .iter()
+        .chain(std::iter::repeat_n(&accounts[0], 3))
+        .enumerate()
+    {
+        let (w, operator) = (&w, operator.clone());
+        let body = json!({"account_id": account, "period": "2026-10"});
+        requests.push(async move {
+            w.post(&operator, "/v1/invoices", &format!("c-{i}"), body)
+                .await
+        });
+    }
+    let answers = futures_util::future::join_all(requests).await;
+    let mut numbers: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .map(|(_, inv)| inv["number"].as_str().unwrap().to_owned())
+        .collect();
+    numbers.sort();
+    let expected: Vec<String> = (1..=6).map(|n| format!("INV-{n:06}")).collect();
+    assert_eq!(numbers, expected, "{answers:?}");
+    for (status, p) in answers.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(
+            (*status, p["code"].as_str()),
+            (StatusCode::CONFLICT, Some("invoice_exists"))
+        );
+    }
+    assert_eq!(w.app.db.count_rows("invoices").await, 6);
+    assert_eq!(w.app.db.count_rows("invoice_lines").await, 6);
+}
+
 crate::on_both_databases!(
+    numbers_stay_gapless_under_concurrent_issuing,
     a_fleet_invoice_agrees_everywhere_to_the_cent,
     bad_invoice_requests_change_nothing,
     issued_invoices_cannot_be_changed,
