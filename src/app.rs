@@ -375,6 +375,7 @@ impl App {
             body_limit_bytes: self.config.server.body_limit_bytes,
             request_timeout: Duration::from_secs(self.config.server.request_timeout_secs),
         };
+        let invoice_run = state.invoices.clone();
         let sweep_state = state.clone();
         let router = public_router(state, metrics.clone(), limits, extra_routes);
         let checks: Vec<Arc<dyn ReadinessCheck>> = vec![
@@ -403,6 +404,13 @@ impl App {
             tasks.push(tokio::spawn(crate::payments::recovery::run(
                 payments,
                 Duration::from_secs(self.config.payments.recovery_interval_secs),
+                shutdown.clone(),
+            )));
+        }
+        if self.config.billing.invoice_run_interval_secs > 0 {
+            tasks.push(tokio::spawn(crate::billing::invoices::run(
+                invoice_run,
+                Duration::from_secs(self.config.billing.invoice_run_interval_secs),
                 shutdown.clone(),
             )));
         }

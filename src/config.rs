@@ -130,6 +130,10 @@ pub struct BillingConfig {
     /// Invoice numbers are this followed by the tenant's gapless sequence.
     #[serde(default = "default_invoice_prefix")]
     pub invoice_number_prefix: String,
+    /// How often each node looks for last month's invoices not yet issued;
+    /// 0 turns the monthly run off (invoices are then issued by API only).
+    #[serde(default = "default_invoice_run_secs")]
+    pub invoice_run_interval_secs: u64,
 }
 
 impl Default for BillingConfig {
@@ -139,8 +143,13 @@ impl Default for BillingConfig {
             operator_address: None,
             operator_vat_id: None,
             invoice_number_prefix: default_invoice_prefix(),
+            invoice_run_interval_secs: default_invoice_run_secs(),
         }
     }
+}
+
+fn default_invoice_run_secs() -> u64 {
+    3600
 }
 
 fn default_invoice_prefix() -> String {

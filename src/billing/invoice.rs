@@ -40,6 +40,21 @@ impl BillingPeriod {
         }
     }
 
+    /// The month before.
+    pub fn previous(&self) -> Self {
+        if self.month == 1 {
+            Self {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
+
     pub fn start(&self) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(self.year, self.month, 1, 0, 0, 0)
             .single()
@@ -218,6 +233,9 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(BillingPeriod::containing(at).to_string(), "2026-11");
+        let jan = BillingPeriod::parse("2027-01").unwrap();
+        assert_eq!(jan.previous().to_string(), "2026-12");
+        assert_eq!(jan.previous().previous().to_string(), "2026-11");
     }
 
     #[test]

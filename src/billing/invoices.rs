@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::invoice::{BillTo, BillingPeriod, InvoiceDocument, InvoiceError, build_invoice};
 use super::receipt::{OperatorDetails, Receipt};
 use super::service::{BillingError, BillingService};
-use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
+use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Environment;
 use crate::ids::{AccountId, InvoiceId, TenantId};
 use crate::money::Money;
@@ -221,6 +221,35 @@ impl InvoiceService {
         })
     }
 
+    /// Issues every invoice of `period` not issued yet, for every tenant:
+    /// the monthly run. Safe on every node at once: an invoice another node
+    /// issued first is skipped. Returns how many this call issued.
+    pub async fn run_month(&self, period: BillingPeriod) -> Result<usize, InvoiceServiceError> {
+        let payers = self
+            .store
+            .billable_accounts(period.start(), period.end())
+            .await?;
+        let mut issued = 0;
+        for (tenant, account) in payers {
+            let system = Caller {
+                tenant,
+                actor_kind: ActorKind::System,
+                actor_id: "invoice-run".into(),
+                origin: None,
+                request_id: None,
+            };
+            match self.issue(&system, account, period).await {
+                Ok(_) => issued += 1,
+                Err(InvoiceServiceError::Exists)
+                | Err(InvoiceServiceError::Invoice(InvoiceError::NothingToInvoice)) => {}
+                // One account's failure (say, a tariff version gone) must not
+                // hold up the others; the next run tries again.
+                Err(e) => tracing::warn!(error = %e, %account, "invoice not issued"),
+            }
+        }
+        Ok(issued)
+    }
+
     async fn exists(
         &self,
         tenant: TenantId,
@@ -283,4 +312,25 @@ fn view(stored: StoredInvoice) -> Result<InvoiceView, InvoiceServiceError> {
         issued_at: stored.issued_at,
         document,
     })
+}
+
+/// The monthly run on every node: after a month ends, its invoices are
+/// issued within `every`.
+pub async fn run(
+    service: Arc<InvoiceService>,
+    every: std::time::Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let last_month = BillingPeriod::containing(service.env.clock.now()).previous();
+        match service.run_month(last_month).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(issued = n, period = %last_month, "invoices issued"),
+            Err(e) => tracing::warn!(error = %e, "the invoice run could not run now"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }

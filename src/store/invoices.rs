@@ -61,6 +61,13 @@ pub trait InvoiceStore: Send + Sync {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<PaymentSession>, StoreError>;
+    /// Who is billed for sessions that ended in `[from, to)` and are on no
+    /// invoice: the fleet of a driver who belongs to one, else the driver.
+    async fn billable_accounts(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(TenantId, AccountId)>, StoreError>;
     /// Takes the tenant's next number and writes the invoice and its lines,
     /// all or nothing. `Conflict` if the account has an invoice for the
     /// period or a session is on another invoice (a race): nothing is
@@ -127,6 +134,30 @@ macro_rules! impl_invoice_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(payment_rows::session).collect()
+            }
+
+            async fn billable_accounts(
+                &self,
+                from: chrono::DateTime<chrono::Utc>,
+                to: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<($crate::ids::TenantId, $crate::ids::AccountId)>, $crate::store::StoreError>
+            {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT DISTINCT a.tenant_id, COALESCE(a.fleet_id, a.id) AS payer \
+                     FROM payment_sessions s JOIN accounts a ON a.id = s.account_id \
+                     WHERE s.status = 'completed' AND s.captured_value > 0 \
+                       AND s.ended_at >= $1 AND s.ended_at < $2 \
+                       AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.session_id = s.id) \
+                     ORDER BY a.tenant_id, payer",
+                )
+                .bind(from)
+                .bind(to)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|r| Ok((r.try_get("tenant_id")?, r.try_get("payer")?)))
+                    .collect()
             }
 
             async fn issue_invoice(

@@ -568,7 +568,68 @@ async fn numbers_stay_gapless_under_concurrent_issuing(backend: Backend) {
     assert_eq!(w.app.db.count_rows("invoice_lines").await, 6);
 }
 
+/// Every node runs the monthly run: once October has ended, every payer of
+/// October gets its invoice, once, and November's sessions wait.
+async fn the_monthly_run_issues_last_months_invoices(backend: Backend) {
+    let clock = FixedClock::new(t("2026-10-31T22:00:00Z"));
+    let w = charging_at(
+        backend,
+        |c| c.billing.invoice_run_interval_secs = 1,
+        Some(clock.clone()),
+    )
+    .await;
+    let app = w.app_client().await;
+    let fleet = create(&w, &app, "f", json!({"kind": "fleet", "name": "F"})).await;
+    let driver = create(
+        &w,
+        &app,
+        "d",
+        json!({"kind": "driver", "name": "D", "fleet_id": fleet}),
+    )
+    .await;
+    let solo = create(&w, &app, "s", json!({"kind": "driver", "name": "S"})).await;
+    attach_card(&w, &app, &driver, "04A2B3C1", "d").await;
+    attach_card(&w, &app, &solo, "04A2B3C2", "s").await;
+    charge(&w, &clock, "s1", json!({"rfid_uid": "04A2B3C1"}), 2_000).await;
+    charge(&w, &clock, "s2", json!({"rfid_uid": "04A2B3C2"}), 3_000).await;
+    // 23:00 in October: the run (for September) issues nothing.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(w.app.db.count_rows("invoices").await, 0);
+    clock.advance(chrono::Duration::hours(2));
+    charge(&w, &clock, "s3", json!({"rfid_uid": "04A2B3C2"}), 4_000).await;
+    for _ in 0..100 {
+        if w.app.db.count_rows("invoices").await >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, page) = get(&w, &app, "/v1/invoices").await;
+    let invoices = page["data"].as_array().unwrap();
+    assert_eq!(invoices.len(), 2, "{page}");
+    let mut numbers: Vec<&str> = invoices
+        .iter()
+        .map(|i| i["number"].as_str().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, ["INV-000001", "INV-000002"]);
+    let of = |account: &str| {
+        invoices
+            .iter()
+            .find(|i| i["bill_to"]["account_id"] == account)
+            .unwrap_or_else(|| panic!("no invoice for {account} in {page}"))
+    };
+    assert_eq!(of(&fleet)["lines"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        of(&solo)["lines"].as_array().unwrap().len(),
+        1,
+        "November's session waits"
+    );
+    assert_eq!(of(&solo)["period"], "2026-10");
+}
+
 crate::on_both_databases!(
+    the_monthly_run_issues_last_months_invoices,
     numbers_stay_gapless_under_concurrent_issuing,
     a_fleet_invoice_agrees_everywhere_to_the_cent,
     bad_invoice_requests_change_nothing,
