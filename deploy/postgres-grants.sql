@@ -37,3 +37,6 @@ REVOKE ALL ON _sqlx_migrations FROM voltvault;
 
 -- Webhook endpoints (secrets sealed) and their delivery outbox.
 GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks, webhook_deliveries TO voltvault;
+
+-- The e-mail outbox: queued, claimed and settled, never deleted by the service.
+GRANT SELECT, INSERT, UPDATE ON mail_outbox TO voltvault;

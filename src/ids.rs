@@ -81,6 +81,11 @@ typed_id!(
     DeliveryId
 );
 
+typed_id!(
+    /// One e-mail in the outbox.
+    MailId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,6 +56,8 @@ pub struct AppState {
     pub webhooks: Arc<crate::notify::webhooks::WebhookService>,
     /// Receipts, history and accounting exports.
     pub billing: Arc<crate::billing::service::BillingService>,
+    /// Notification e-mail: queue here, a worker sends it.
+    pub mail: Arc<crate::notify::mail_queue::MailQueue>,
 }
 
 /// Limits the edge enforces on every request.

@@ -1,8 +1,9 @@
 //! E-mail: a [`Mailer`] port and the text templates it sends.
 //!
-//! There is no SMTP sender yet: the port is what a relay adapter will
-//! implement. [`RecordingMailer`] keeps messages in memory for tests and
-//! never logs them (a receipt names a driver's address and spend).
+//! [`super::smtp::SmtpMailer`] sends through a relay; other code queues
+//! mail with [`super::mail_queue::MailQueue`] rather than calling a mailer.
+//! [`RecordingMailer`] keeps messages in memory for tests and never logs
+//! them (a receipt names a driver's address and spend).
 //!
 //! Templates are plain `format!` strings rather than a template engine:
 //! they are few, fixed, compiled in and checked by the compiler, text only
@@ -29,6 +30,20 @@ pub enum MailError {
     Recipient,
     #[error("mail: the relay is unavailable")]
     Unavailable,
+    /// The relay answered with a permanent error (5xx), e.g. a refused login.
+    #[error("mail: the relay refused the message")]
+    Rejected,
+}
+
+impl MailError {
+    /// The fixed code an attempt records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MailError::Recipient => "recipient",
+            MailError::Unavailable => "unavailable",
+            MailError::Rejected => "rejected",
+        }
+    }
 }
 
 #[async_trait]
@@ -65,7 +80,7 @@ impl Mailer for RecordingMailer {
 
 /// The few checks worth making before a relay sees an address: one `@`,
 /// no whitespace or header-breaking characters.
-fn check_recipient(to: &str) -> Result<(), MailError> {
+pub(crate) fn check_recipient(to: &str) -> Result<(), MailError> {
     let ok = to.len() <= 254
         && to.matches('@').count() == 1
         && !to.starts_with('@')

@@ -7,6 +7,7 @@ mod auth_sql;
 pub mod billing;
 mod common;
 pub mod data_keys;
+pub mod mail;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
@@ -282,6 +283,7 @@ pub trait Store:
     + payments::PaymentStore
     + tariffs::TariffStore
     + webhooks::WebhookStore
+    + mail::MailStore
     + billing::BillingStore
     + Send
     + Sync

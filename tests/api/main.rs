@@ -6,6 +6,7 @@
 mod audit_double;
 mod helpers;
 mod localstripe;
+mod smtp_sink;
 
 mod audit;
 mod auth;
@@ -15,6 +16,7 @@ mod binary;
 mod connectors;
 mod edge;
 mod keys;
+mod mail;
 mod payments;
 mod payments_crash;
 mod store;

@@ -67,5 +67,6 @@ super::payments::impl_payment_store!(PostgresStore, sqlx::Postgres, sqlx::postgr
 super::billing::impl_billing_store!(PostgresStore);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
+super::mail::impl_mail_store!(PostgresStore, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

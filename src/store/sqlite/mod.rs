@@ -65,5 +65,6 @@ super::payments::impl_payment_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::Sq
 super::billing::impl_billing_store!(SqliteStore);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+super::mail::impl_mail_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);
