@@ -111,7 +111,22 @@ pub struct ReceiptSummary<'a> {
 #[derive(Debug, Clone)]
 pub enum Template<'a> {
     SessionCompleted(ReceiptSummary<'a>),
-    PaymentFailed { evse_id: &'a str, at: DateTime<Utc> },
+    PaymentFailed {
+        evse_id: &'a str,
+        at: DateTime<Utc>,
+    },
+    /// A prepaid wallet fell below its threshold.
+    WalletLowBalance {
+        balance: Money,
+        threshold: Money,
+    },
+    /// An invoice was issued; the text names where to fetch it.
+    InvoiceIssued {
+        number: &'a str,
+        period: &'a str,
+        total: Money,
+        url: &'a str,
+    },
 }
 
 pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
@@ -143,6 +158,27 @@ pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
                 "The payment for charging at {evse_id} on {} could not be authorized.\n\
                  No money was taken. Please try another card or payment method.\n",
                 at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+        Template::WalletLowBalance { balance, threshold } => (
+            "Your charging wallet is running low".to_owned(),
+            format!(
+                "Your prepaid charging wallet holds {balance}, below the {threshold} \
+                 you asked us to warn you at.\n\
+                 Top it up before your next charge so it is not refused.\n"
+            ),
+        ),
+        Template::InvoiceIssued {
+            number,
+            period,
+            total,
+            url,
+        } => (
+            format!("Your charging invoice {number}"),
+            format!(
+                "Your invoice {number} for {period} is ready.\n\n\
+                 Total:   {total} (VAT included)\n\
+                 Invoice: {url}\n"
             ),
         ),
     };
@@ -206,6 +242,34 @@ mod tests {
         };
         assert_eq!(mailer.send(bad).await, Err(MailError::Recipient));
         assert_eq!(mailer.sent().len(), 1);
+    }
+
+    #[test]
+    fn wallet_and_invoice_mails_name_their_amounts() {
+        let eur = Currency::parse("EUR").unwrap();
+        let low = render(
+            "driver@example.com",
+            &Template::WalletLowBalance {
+                balance: Money::new(450, eur),
+                threshold: Money::new(1000, eur),
+            },
+        );
+        assert_eq!(low.subject, "Your charging wallet is running low");
+        assert!(low.text.contains(&Money::new(450, eur).to_string()));
+        assert!(low.text.contains(&Money::new(1000, eur).to_string()));
+        let invoice = render(
+            "fleet@example.com",
+            &Template::InvoiceIssued {
+                number: "INV-2026-000042",
+                period: "November 2026",
+                total: Money::new(123_456, eur),
+                url: "/v1/invoices/inv_42",
+            },
+        );
+        assert_eq!(invoice.subject, "Your charging invoice INV-2026-000042");
+        assert!(invoice.text.contains("November 2026"));
+        assert!(invoice.text.contains(&Money::new(123_456, eur).to_string()));
+        assert!(invoice.text.contains("/v1/invoices/inv_42"));
     }
 
     #[test]

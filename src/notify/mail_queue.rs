@@ -77,6 +77,13 @@ impl MailQueue {
     /// new; false if that key was queued before (the earlier mail stands,
     /// whatever this one says). Refuses, storing nothing, a bad address,
     /// key, subject or size, and any text holding a card number.
+    ///
+    /// From a handler or service holding `AppState::mail`:
+    ///
+    /// ```text
+    /// let message = mail::render(&account.email, &Template::InvoiceIssued { .. });
+    /// state.mail.enqueue(tenant, &message, &format!("invoice:{number}")).await?;
+    /// ```
     pub async fn enqueue(
         &self,
         tenant: TenantId,
