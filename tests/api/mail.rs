@@ -223,6 +223,31 @@ async fn a_refused_login_is_retried_and_named_rejected(backend: Backend) {
     assert!(sink.messages().is_empty());
 }
 
+async fn two_nodes_send_a_due_mail_once(backend: Backend) {
+    let r = rig(backend).await;
+    let sink = SmtpSink::start(free_port(), PASSWORD).await;
+    for i in 0..5 {
+        r.queue
+            .enqueue(r.tenant, &receipt_mail(), &format!("receipt:{i}"))
+            .await
+            .unwrap();
+    }
+    let one = worker(r.store.clone(), sink.port, 3);
+    let two = worker(r.store.clone(), sink.port, 3);
+    let (a, b) = tokio::join!(one.run_once(), two.run_once());
+    assert_eq!(a.unwrap() + b.unwrap(), 5, "each mail claimed by one node");
+    assert_eq!(one.run_once().await.unwrap(), 0);
+    assert_eq!(sink.messages().len(), 5);
+    for i in 0..5 {
+        let m = r
+            .store
+            .mail_by_key(r.tenant, &format!("receipt:{i}"))
+            .await
+            .unwrap();
+        assert_eq!((m.state, m.attempts), (DeliveryState::Delivered, 1));
+    }
+}
+
 async fn bad_mail_is_refused_and_nothing_is_stored(backend: Backend) {
     let r = rig(backend).await;
     let mut card = receipt_mail();
@@ -258,5 +283,6 @@ crate::on_both_databases!(
     a_relay_that_is_down_is_retried_then_delivers,
     a_relay_that_never_comes_back_leaves_the_mail_dead,
     a_refused_login_is_retried_and_named_rejected,
+    two_nodes_send_a_due_mail_once,
     bad_mail_is_refused_and_nothing_is_stored,
 );
