@@ -45,3 +45,6 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, account_payment_methods, rfid_
 -- counter moves with each invoice.
 GRANT SELECT, INSERT ON invoices, invoice_lines TO voltvault;
 GRANT SELECT, INSERT, UPDATE ON invoice_counters TO voltvault;
+
+-- The e-mail outbox: queued, claimed and settled, never deleted by the service.
+GRANT SELECT, INSERT, UPDATE ON mail_outbox TO voltvault;

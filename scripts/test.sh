@@ -2,7 +2,7 @@
 # The whole test suite on a fresh Debian machine: installs what the tests
 # need when it is missing, starts PostgreSQL when it is not answering, then
 # runs formatting, lints and every test (SQLite, PostgreSQL, SoftHSM2,
-# localstripe).
+# localstripe, aiosmtpd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +39,13 @@ if ! python3 -c 'import localstripe' 2>/dev/null; then
   # Debian's own Python refuses installs outside a venv (PEP 668); a user install will do.
   python3 -m pip install -q localstripe 2>/dev/null \
     || python3 -m pip install -q --user --break-system-packages localstripe
+fi
+# aiosmtpd: the real SMTP server the mail tests send to (tests/smtp_sink.py).
+if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+  log "installing aiosmtpd"
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+  python3 -m pip install -q aiosmtpd 2>/dev/null \
+    || python3 -m pip install -q --user --break-system-packages aiosmtpd
 fi
 export PATH="$HOME/.local/bin:$PATH"
 command -v localstripe >/dev/null || { echo "localstripe is installed but not on PATH"; exit 1; }

@@ -332,6 +332,7 @@ impl App {
             address: self.config.billing.operator_address.clone(),
             vat_id: self.config.billing.operator_vat_id.clone(),
         };
+        let (mail, mail_worker) = self.mail()?;
         let billing = Arc::new(crate::billing::service::BillingService::new(
             self.store.clone(),
             tariffs.clone(),
@@ -370,6 +371,7 @@ impl App {
             cvcs,
             audit_log: self.audit_log.clone(),
             webhooks,
+            mail,
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,
@@ -418,6 +420,12 @@ impl App {
             deliverer,
             shutdown.clone(),
         )));
+        if let Some(worker) = mail_worker {
+            tasks.push(tokio::spawn(crate::notify::mail_queue::run(
+                worker,
+                shutdown.clone(),
+            )));
+        }
         let ops_shutdown = shutdown.clone();
         let ops_task = tokio::spawn(async move {
             let served = axum::serve(ops_listener, ops)
@@ -445,6 +453,45 @@ impl App {
             store: self.store,
             audit: self.audit,
         })
+    }
+}
+
+type MailParts = (
+    Arc<crate::notify::mail_queue::MailQueue>,
+    Option<Arc<crate::notify::mail_queue::MailWorker>>,
+);
+
+impl App {
+    /// The mail queue, and its worker when `[notifications.smtp]` names a
+    /// relay. Without one, mail is queued and waits (development).
+    fn mail(&self) -> Result<MailParts, StartError> {
+        use crate::notify::mail_queue::{MailQueue, MailSettings, MailWorker};
+        let Some(smtp) = &self.config.notifications.smtp else {
+            let queue = MailQueue::new(self.store.clone(), self.env.clone(), false);
+            return Ok((Arc::new(queue), None));
+        };
+        let password = self
+            .config
+            .smtp_password()
+            .map_err(|e| StartError::Notifications(e.to_string()))?;
+        let mailer = crate::notify::smtp::SmtpMailer::new(smtp, password.as_ref())
+            .map_err(|e| StartError::Notifications(e.to_string()))?;
+        let n = &self.config.notifications;
+        let settings = MailSettings {
+            interval: Duration::from_millis(n.worker_interval_ms),
+            max_attempts: n.max_attempts,
+            backoff_base: Duration::from_millis(n.backoff_base_ms),
+            backoff_max: Duration::from_secs(n.backoff_max_secs),
+            send_timeout: Duration::from_secs(smtp.timeout_secs),
+        };
+        let queue = MailQueue::new(self.store.clone(), self.env.clone(), true);
+        let worker = MailWorker::new(
+            self.store.clone(),
+            Arc::new(mailer),
+            self.env.clone(),
+            settings,
+        );
+        Ok((Arc::new(queue), Some(Arc::new(worker))))
     }
 }
 

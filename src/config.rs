@@ -24,8 +24,10 @@ pub const KEK_PASSPHRASE_ENV: &str = "VOLTVAULT_KEK_PASSPHRASE";
 pub const KEK_SHARES_ENV: &str = "VOLTVAULT_KEK_SHARES";
 pub const AUTH_PEPPER_ENV: &str = crate::auth::keys::PEPPER_ENV;
 pub const STRIPE_API_KEY_ENV: &str = "VOLTVAULT_STRIPE_API_KEY";
+pub const SMTP_PASSWORD_ENV: &str = "VOLTVAULT_SMTP_PASSWORD";
 const SECRET_ENV_KEYS: &[&str] = &[
     "stripe_api_key",
+    "smtp_password",
     "database_password",
     "hsm_pin",
     "kek_passphrase",
@@ -84,6 +86,55 @@ pub struct NotificationsConfig {
     /// One attempt, connection included; longer counts as failed.
     #[serde(default = "default_notify_timeout")]
     pub request_timeout_secs: u64,
+    /// The relay e-mail goes out through. Without it mail is queued but
+    /// not sent (development).
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
+}
+
+/// An SMTP relay. The password is read from `password_file` or
+/// `VOLTVAULT_SMTP_PASSWORD`, never from this section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// `tls` (implicit TLS, usually port 465), `starttls` (usually 587), or
+    /// `none` (plain text; only to a relay on loopback).
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// Who the service logs in as; without it, no AUTH.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (or set VOLTVAULT_SMTP_PASSWORD).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The From address of every mail, e.g. `Voltvault <receipts@example.com>`.
+    pub from: String,
+    /// PEM roots the relay's certificate is checked against; default the
+    /// system bundle.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// One attempt, connection included.
+    #[serde(default = "default_smtp_timeout")]
+    pub timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    None,
+    #[default]
+    Starttls,
+    Tls,
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+fn default_smtp_timeout() -> u64 {
+    30
 }
 
 impl Default for NotificationsConfig {
@@ -94,6 +145,7 @@ impl Default for NotificationsConfig {
             backoff_base_ms: default_notify_backoff(),
             backoff_max_secs: default_notify_backoff_max(),
             request_timeout_secs: default_notify_timeout(),
+            smtp: None,
         }
     }
 }
@@ -879,7 +931,34 @@ impl Config {
                 "must be between 1 and 120",
             ));
         }
+        if let Some(smtp) = &n.smtp {
+            validate_smtp(smtp)?;
+        }
         Ok(())
+    }
+
+    /// The SMTP password from VOLTVAULT_SMTP_PASSWORD or
+    /// notifications.smtp.password_file, if either is set.
+    pub fn smtp_password(&self) -> Result<Option<SecretString>, ConfigError> {
+        if let Ok(value) = std::env::var(SMTP_PASSWORD_ENV) {
+            return Ok(Some(SecretString::new(value)));
+        }
+        match self
+            .notifications
+            .smtp
+            .as_ref()
+            .and_then(|s| s.password_file.as_ref())
+        {
+            Some(path) => {
+                SecretString::from_file(path)
+                    .map(Some)
+                    .map_err(|source| ConfigError::SecretFile {
+                        key: "notifications.smtp.password_file",
+                        source,
+                    })
+            }
+            None => Ok(None),
+        }
     }
 
     fn validate_payments(&self) -> Result<(), ConfigError> {
@@ -948,6 +1027,63 @@ impl Config {
 pub enum DatabaseBackend {
     Sqlite,
     Postgres,
+}
+
+fn validate_smtp(smtp: &SmtpConfig) -> Result<(), ConfigError> {
+    let host = smtp.host.trim();
+    if host.is_empty() || host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/')
+    {
+        return Err(invalid("notifications.smtp.host", "a host name or address"));
+    }
+    if smtp.port == 0 {
+        return Err(invalid("notifications.smtp.port", "must not be 0"));
+    }
+    // Plain text only where nothing but this machine can listen in.
+    if smtp.tls == SmtpTls::None && !is_loopback_host(host) {
+        return Err(invalid(
+            "notifications.smtp.tls",
+            "none is only for a relay on loopback; use starttls or tls",
+        ));
+    }
+    if smtp.password_file.is_some() && smtp.username.is_none() {
+        return Err(invalid(
+            "notifications.smtp.username",
+            "required when a password is set",
+        ));
+    }
+    if let Some(path) = &smtp.password_file {
+        require_file("notifications.smtp.password_file", path)?;
+        check_secret_file_permissions(path).map_err(|source| ConfigError::SecretFile {
+            key: "notifications.smtp.password_file",
+            source,
+        })?;
+    }
+    if let Some(path) = &smtp.ca_file {
+        require_file("notifications.smtp.ca_file", path)?;
+    }
+    if crate::notify::smtp::parse_mailbox(&smtp.from).is_none() {
+        return Err(invalid(
+            "notifications.smtp.from",
+            "an address such as receipts@example.com or `Name <receipts@example.com>`",
+        ));
+    }
+    if smtp.timeout_secs == 0 || smtp.timeout_secs > 300 {
+        return Err(invalid(
+            "notifications.smtp.timeout_secs",
+            "must be between 1 and 300",
+        ));
+    }
+    Ok(())
+}
+
+/// `localhost` or a loopback address literal.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn require_file(key: &'static str, path: &Path) -> Result<(), ConfigError> {
@@ -1127,6 +1263,16 @@ pin_file = "{}"
             server_name: "siem".into(),
             ca_file: "/c".into(),
         });
+        full.notifications.smtp = Some(SmtpConfig {
+            host: "smtp.example.com".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: Some("u".into()),
+            password_file: Some("/s".into()),
+            from: "r@example.com".into(),
+            ca_file: Some("/c".into()),
+            timeout_secs: 30,
+        });
         let mut all = Vec::new();
         key_paths(&serde_json::to_value(&full).unwrap(), "", &mut all);
         for key in &all {
@@ -1153,6 +1299,72 @@ pin_file = "{}"
         std::fs::write(&path, body).unwrap();
         let msg = Config::load(&path).unwrap_err().to_string();
         assert!(msg.starts_with("keys.provider:"), "{msg}");
+    }
+
+    fn example_config() -> Config {
+        let text = include_str!("../deploy/voltvault.example.toml");
+        Figment::new().merge(Toml::string(text)).extract().unwrap()
+    }
+
+    #[test]
+    fn smtp_relays_are_checked_and_plain_text_is_for_loopback_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = SmtpConfig {
+            host: "smtp.example.com".into(),
+            port: 587,
+            tls: SmtpTls::Starttls,
+            username: Some("voltvault".into()),
+            password_file: Some(write(dir.path(), "smtp.pw", "s3cret-smtp\n", 0o600)),
+            from: "Example Charging <receipts@example.com>".into(),
+            ca_file: None,
+            timeout_secs: 30,
+        };
+        assert!(validate_smtp(&good).is_ok());
+        let key_of = |c: &SmtpConfig| match validate_smtp(c) {
+            Err(ConfigError::Invalid { key, .. }) | Err(ConfigError::SecretFile { key, .. }) => key,
+            other => panic!("{other:?}"),
+        };
+        let plain = SmtpConfig {
+            tls: SmtpTls::None,
+            ..good.clone()
+        };
+        assert_eq!(key_of(&plain), "notifications.smtp.tls");
+        for host in ["127.0.0.1", "localhost", "::1", "[::1]"] {
+            let local = SmtpConfig {
+                host: host.into(),
+                ..plain.clone()
+            };
+            assert!(validate_smtp(&local).is_ok(), "{host}");
+        }
+        let bad_from = SmtpConfig {
+            from: "not an address".into(),
+            ..good.clone()
+        };
+        assert_eq!(key_of(&bad_from), "notifications.smtp.from");
+        let readable = SmtpConfig {
+            password_file: Some(write(dir.path(), "open.pw", "x", 0o644)),
+            ..good.clone()
+        };
+        assert_eq!(key_of(&readable), "notifications.smtp.password_file");
+        let anonymous = SmtpConfig {
+            username: None,
+            ..good.clone()
+        };
+        assert_eq!(key_of(&anonymous), "notifications.smtp.username");
+
+        // The password is read from the file and shows nowhere in Debug.
+        let mut config = Config {
+            notifications: NotificationsConfig {
+                smtp: Some(good),
+                ..NotificationsConfig::default()
+            },
+            ..example_config()
+        };
+        let password = config.smtp_password().unwrap().unwrap();
+        assert_eq!(password.expose_secret(), "s3cret-smtp");
+        assert!(!format!("{config:?} {password:?}").contains("s3cret"));
+        config.notifications.smtp = None;
+        assert!(config.smtp_password().unwrap().is_none());
     }
 
     #[test]

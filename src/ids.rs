@@ -91,6 +91,11 @@ typed_id!(
     InvoiceId
 );
 
+typed_id!(
+    /// One e-mail in the outbox.
+    MailId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

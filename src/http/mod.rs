@@ -60,6 +60,8 @@ pub struct AppState {
     pub accounts: Arc<crate::accounts::service::AccountService>,
     /// Monthly invoices per account.
     pub invoices: Arc<crate::billing::invoices::InvoiceService>,
+    /// Notification e-mail: queue here, a worker sends it.
+    pub mail: Arc<crate::notify::mail_queue::MailQueue>,
 }
 
 /// Limits the edge enforces on every request.

@@ -53,14 +53,16 @@ impl DeliverySettings {
 
     /// When to try again after `attempts` failed ones.
     fn backoff(&self, attempts: u32) -> chrono::Duration {
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
-        let wait = self
-            .backoff_base
-            .checked_mul(factor)
-            .unwrap_or(self.backoff_max)
-            .min(self.backoff_max);
-        to_chrono(wait)
+        backoff(self.backoff_base, self.backoff_max, attempts)
     }
+}
+
+/// The wait after `attempts` failed attempts: `base`, doubled after each
+/// further one, at most `max`. (The mail worker waits the same way.)
+pub(crate) fn backoff(base: Duration, max: Duration, attempts: u32) -> chrono::Duration {
+    let factor = 2u32.saturating_pow(attempts.saturating_sub(1));
+    let wait = base.checked_mul(factor).unwrap_or(max).min(max);
+    to_chrono(wait)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -241,13 +243,13 @@ pub async fn run(deliverer: Arc<Deliverer>, shutdown: CancellationToken) {
     }
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
+pub(crate) fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(24))
 }
 
 /// Timestamps compared for equality (the lease) keep whole milliseconds:
 /// PostgreSQL stores microseconds, the clock gives nanoseconds.
-fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn whole_ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 

@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{EventType, OutboxEvent};
+use crate::billing::receipt::{receipt_id, receipt_path};
 use crate::ids::TenantId;
-use crate::money::Money;
+use crate::money::{Currency, Money};
 use crate::payments::session::{IntentKind, PaymentSession, SessionStatus};
 
 #[derive(Serialize)]
@@ -36,6 +37,20 @@ struct SessionCompleted<'a> {
     ended_at: Option<DateTime<Utc>>,
 }
 
+/// What `receipt.ready` says: where the receipt is and what it totals.
+/// The receipt itself (card brand and last four included) is fetched with
+/// the endpoint owner's credentials.
+#[derive(Serialize)]
+struct ReceiptReady {
+    receipt_id: String,
+    session_id: String,
+    /// The path of `GET /v1/receipts/{id}` (JSON, HTML or PDF).
+    url: String,
+    /// The receipt's `total_incl_vat`, which is the captured amount.
+    total: Money,
+    currency: Currency,
+}
+
 #[derive(Serialize)]
 struct PaymentFailed<'a> {
     session_id: String,
@@ -46,40 +61,67 @@ struct PaymentFailed<'a> {
     decline_code: Option<&'a str>,
 }
 
-/// The event a settled acquirer call gives rise to, if any: a capture (or
-/// the release that completes a session that cost nothing) completes the
-/// session; a hold that was declined or failed fails the payment.
+/// The events a settled acquirer call gives rise to: a capture (or the
+/// release that completes a session that cost nothing) completes the
+/// session and makes its receipt ready; a hold that was declined or failed
+/// fails the payment.
 ///
 /// Called with the session as it was just written; each transition is
-/// written once (every write names its revision), and the event id is
+/// written once (every write names its revision), and each event id is
 /// derived from the session, so the outbox holds each event once.
 pub fn after_step(
     session: &PaymentSession,
     step: IntentKind,
     at: DateTime<Utc>,
-) -> Option<OutboxEvent> {
+) -> Vec<OutboxEvent> {
     let id = session.id.to_string();
     match (step, session.status) {
         (IntentKind::Capture | IntentKind::Void, SessionStatus::Completed) => {
-            let event_id = format!("evt_{id}_completed");
-            let data = SessionCompleted {
+            let captured = session
+                .captured
+                .unwrap_or(Money::zero(session.hold.currency));
+            let completed = SessionCompleted {
                 session_id: id.clone(),
                 status: session.status,
                 evse_id: &session.evse_id,
                 connector_id: &session.connector_id,
                 tariff_id: &session.tariff_id,
                 energy_wh: session.energy_wh,
-                captured_amount: session
-                    .captured
-                    .unwrap_or(Money::zero(session.hold.currency)),
+                captured_amount: captured,
                 released_amount: session.released(),
-                receipt_id: format!("rcpt_{id}"),
+                receipt_id: receipt_id(session.id),
                 ended_at: session.ended_at,
             };
-            event(session, event_id, EventType::SessionCompleted, at, data)
+            // A receipt is derived from the readings of a completed session
+            // (ADR 0007), so it exists as soon as the session is written.
+            let ready = ReceiptReady {
+                receipt_id: receipt_id(session.id),
+                session_id: id.clone(),
+                url: receipt_path(session.id),
+                total: captured,
+                currency: captured.currency,
+            };
+            [
+                event(
+                    session,
+                    format!("evt_{id}_completed"),
+                    EventType::SessionCompleted,
+                    at,
+                    completed,
+                ),
+                event(
+                    session,
+                    format!("evt_{id}_receipt_ready"),
+                    EventType::ReceiptReady,
+                    at,
+                    ready,
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect()
         }
         (IntentKind::Authorize, SessionStatus::Declined | SessionStatus::Failed) => {
-            let event_id = format!("evt_{id}_payment_failed");
             let data = PaymentFailed {
                 session_id: id.clone(),
                 status: session.status,
@@ -88,9 +130,17 @@ pub fn after_step(
                 hold: session.hold,
                 decline_code: session.decline_code.as_deref(),
             };
-            event(session, event_id, EventType::PaymentFailed, at, data)
+            event(
+                session,
+                format!("evt_{id}_payment_failed"),
+                EventType::PaymentFailed,
+                at,
+                data,
+            )
+            .into_iter()
+            .collect()
         }
-        _ => None,
+        _ => Vec::new(),
     }
 }
 

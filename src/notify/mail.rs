@@ -1,8 +1,9 @@
 //! E-mail: a [`Mailer`] port and the text templates it sends.
 //!
-//! There is no SMTP sender yet: the port is what a relay adapter will
-//! implement. [`RecordingMailer`] keeps messages in memory for tests and
-//! never logs them (a receipt names a driver's address and spend).
+//! [`super::smtp::SmtpMailer`] sends through a relay; other code queues
+//! mail with [`super::mail_queue::MailQueue`] rather than calling a mailer.
+//! [`RecordingMailer`] keeps messages in memory for tests and never logs
+//! them (a receipt names a driver's address and spend).
 //!
 //! Templates are plain `format!` strings rather than a template engine:
 //! they are few, fixed, compiled in and checked by the compiler, text only
@@ -29,6 +30,20 @@ pub enum MailError {
     Recipient,
     #[error("mail: the relay is unavailable")]
     Unavailable,
+    /// The relay answered with a permanent error (5xx), e.g. a refused login.
+    #[error("mail: the relay refused the message")]
+    Rejected,
+}
+
+impl MailError {
+    /// The fixed code an attempt records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MailError::Recipient => "recipient",
+            MailError::Unavailable => "unavailable",
+            MailError::Rejected => "rejected",
+        }
+    }
 }
 
 #[async_trait]
@@ -65,7 +80,7 @@ impl Mailer for RecordingMailer {
 
 /// The few checks worth making before a relay sees an address: one `@`,
 /// no whitespace or header-breaking characters.
-fn check_recipient(to: &str) -> Result<(), MailError> {
+pub(crate) fn check_recipient(to: &str) -> Result<(), MailError> {
     let ok = to.len() <= 254
         && to.matches('@').count() == 1
         && !to.starts_with('@')
@@ -96,7 +111,22 @@ pub struct ReceiptSummary<'a> {
 #[derive(Debug, Clone)]
 pub enum Template<'a> {
     SessionCompleted(ReceiptSummary<'a>),
-    PaymentFailed { evse_id: &'a str, at: DateTime<Utc> },
+    PaymentFailed {
+        evse_id: &'a str,
+        at: DateTime<Utc>,
+    },
+    /// A prepaid wallet fell below its threshold.
+    WalletLowBalance {
+        balance: Money,
+        threshold: Money,
+    },
+    /// An invoice was issued; the text names where to fetch it.
+    InvoiceIssued {
+        number: &'a str,
+        period: &'a str,
+        total: Money,
+        url: &'a str,
+    },
 }
 
 pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
@@ -128,6 +158,27 @@ pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
                 "The payment for charging at {evse_id} on {} could not be authorized.\n\
                  No money was taken. Please try another card or payment method.\n",
                 at.format("%Y-%m-%d %H:%M UTC")
+            ),
+        ),
+        Template::WalletLowBalance { balance, threshold } => (
+            "Your charging wallet is running low".to_owned(),
+            format!(
+                "Your prepaid charging wallet holds {balance}, below the {threshold} \
+                 you asked us to warn you at.\n\
+                 Top it up before your next charge so it is not refused.\n"
+            ),
+        ),
+        Template::InvoiceIssued {
+            number,
+            period,
+            total,
+            url,
+        } => (
+            format!("Your charging invoice {number}"),
+            format!(
+                "Your invoice {number} for {period} is ready.\n\n\
+                 Total:   {total} (VAT included)\n\
+                 Invoice: {url}\n"
             ),
         ),
     };
@@ -191,6 +242,34 @@ mod tests {
         };
         assert_eq!(mailer.send(bad).await, Err(MailError::Recipient));
         assert_eq!(mailer.sent().len(), 1);
+    }
+
+    #[test]
+    fn wallet_and_invoice_mails_name_their_amounts() {
+        let eur = Currency::parse("EUR").unwrap();
+        let low = render(
+            "driver@example.com",
+            &Template::WalletLowBalance {
+                balance: Money::new(450, eur),
+                threshold: Money::new(1000, eur),
+            },
+        );
+        assert_eq!(low.subject, "Your charging wallet is running low");
+        assert!(low.text.contains(&Money::new(450, eur).to_string()));
+        assert!(low.text.contains(&Money::new(1000, eur).to_string()));
+        let invoice = render(
+            "fleet@example.com",
+            &Template::InvoiceIssued {
+                number: "INV-2026-000042",
+                period: "November 2026",
+                total: Money::new(123_456, eur),
+                url: "/v1/invoices/inv_42",
+            },
+        );
+        assert_eq!(invoice.subject, "Your charging invoice INV-2026-000042");
+        assert!(invoice.text.contains("November 2026"));
+        assert!(invoice.text.contains(&Money::new(123_456, eur).to_string()));
+        assert!(invoice.text.contains("/v1/invoices/inv_42"));
     }
 
     #[test]

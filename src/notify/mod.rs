@@ -1,5 +1,6 @@
 //! Notifications: signed webhooks to the tenant's endpoints, and e-mail
-//! through a [`mail::Mailer`] port.
+//! queued with [`mail_queue::MailQueue`] and sent through a [`mail::Mailer`]
+//! (an SMTP relay, [`smtp::SmtpMailer`]).
 //!
 //! Events are queued in an outbox table (`webhook_deliveries`) right after
 //! the write that causes them, and a worker on every node delivers them with
@@ -9,7 +10,9 @@
 pub mod delivery;
 pub mod events;
 pub mod mail;
+pub mod mail_queue;
 pub mod signature;
+pub mod smtp;
 pub mod webhooks;
 
 use std::sync::Arc;

@@ -226,7 +226,7 @@ pub struct PaymentService {
     audit: Arc<dyn AuditSink>,
     env: Environment,
     settings: PaymentSettings,
-    /// Told about completed and failed sessions after they are written.
+    /// Told about completed and failed sessions (and ready receipts) after they are written.
     notifier: Arc<dyn crate::notify::Notifier>,
 }
 
@@ -883,7 +883,7 @@ impl PaymentService {
         session.revision += 1;
         // After the write, never instead of it: a lost event costs a
         // notification, not a payment (see notify::OutboxNotifier).
-        if let Some(event) = crate::notify::events::after_step(&session, intent.kind, now) {
+        for event in crate::notify::events::after_step(&session, intent.kind, now) {
             self.notifier.notify(event).await;
         }
         let outcome = if state == IntentState::Succeeded {

@@ -9,6 +9,7 @@ pub mod billing;
 mod common;
 pub mod data_keys;
 pub mod invoices;
+pub mod mail;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
@@ -284,6 +285,7 @@ pub trait Store:
     + payments::PaymentStore
     + tariffs::TariffStore
     + webhooks::WebhookStore
+    + mail::MailStore
     + billing::BillingStore
     + accounts::AccountStore
     + invoices::InvoiceStore

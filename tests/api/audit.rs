@@ -815,6 +815,7 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
         "payment_meter_readings",
         "tariffs",
         "webhook_deliveries",
+        "mail_outbox",
     ] {
         sqlx::query(&format!("SELECT count(*) FROM {table}"))
             .execute(&mut service)

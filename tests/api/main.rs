@@ -6,6 +6,7 @@
 mod audit_double;
 mod helpers;
 mod localstripe;
+mod smtp_sink;
 
 mod accounts;
 mod audit;
@@ -17,6 +18,7 @@ mod connectors;
 mod edge;
 mod invoices;
 mod keys;
+mod mail;
 mod payments;
 mod payments_crash;
 mod store;

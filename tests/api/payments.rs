@@ -577,7 +577,7 @@ async fn live_cost_streams_until_the_session_ends(backend: Backend) {
         .await
         .expect("the stream ends with the session")
         .unwrap();
-    let events: Vec<Value> = text
+    let mut events: Vec<Value> = text
         .lines()
         .filter_map(|l| l.strip_prefix("data:"))
         .map(|d| serde_json::from_str(d.trim()).unwrap())
@@ -586,6 +586,17 @@ async fn live_cost_streams_until_the_session_ends(backend: Backend) {
         text.contains("event: session") && text.contains("event: final"),
         "{text}"
     );
+    // After `final`, the receipt closes the stream. The charger may not
+    // read receipts (no billing:read): it gets where the receipt is and its total.
+    assert!(
+        text.trim_end()
+            .rsplit("\n\n")
+            .next()
+            .unwrap()
+            .starts_with("event: receipt"),
+        "{text}"
+    );
+    let receipt = events.pop().unwrap();
     let costs: Vec<i64> = events.iter().map(|e| money(&e["cost"])).collect();
     assert!(
         costs.contains(&702),
@@ -594,6 +605,48 @@ async fn live_cost_streams_until_the_session_ends(backend: Backend) {
     let last = events.last().unwrap();
     assert_eq!(last["status"], "completed");
     assert_eq!(money(&last["captured_amount"]), 1404);
+    assert_eq!(receipt["receipt_id"], last["receipt_id"]);
+    assert_eq!(receipt["session_id"], last["id"]);
+    assert_eq!(money(&receipt["total"]), 1404);
+    assert_eq!(receipt["currency"], "EUR");
+    assert!(receipt.get("lines").is_none() && receipt.get("card").is_none());
+    // An app key with billing:read gets the whole receipt, at once for a
+    // session that has ended.
+    let (_, key) = w
+        .app
+        .auth
+        .create_api_key(
+            w.tenant,
+            "app",
+            voltvault::auth::policy::Role::App,
+            None,
+            &voltvault::auth::Actor::cli(),
+            &voltvault::auth::Origin::cli(),
+        )
+        .await
+        .unwrap();
+    let app = w.app.bearer_client(key.expose_secret());
+    let text = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.get(w.app.url(&format!("/v1/payment-sessions/{id}/events")))
+            .send()
+            .await
+            .unwrap()
+            .text(),
+    )
+    .await
+    .expect("an ended session's stream closes at once")
+    .unwrap();
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| serde_json::from_str(d.trim()).unwrap())
+        .collect();
+    assert_eq!(data.len(), 2, "{text}");
+    assert!(text.starts_with("event: final"), "{text}");
+    assert_eq!(data[1]["id"], last["receipt_id"]);
+    assert_eq!(money(&data[1]["total_incl_vat"]), 1404);
+    assert!(!data[1]["lines"].as_array().unwrap().is_empty());
     // Without credentials there is nothing to stream.
     let r = w
         .app

@@ -294,6 +294,53 @@ async fn a_declined_session_emits_exactly_one_payment_failed(backend: Backend) {
     w.app.stop().await;
 }
 
+async fn a_completed_session_makes_its_receipt_ready_exactly_once(backend: Backend) {
+    let w = charging(backend, fast_deliveries).await;
+    let client = app_client(&w).await;
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (_, hook) = create_webhook(&w, &client, &url, &["receipt.ready"]).await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let done = completed_session(&w, "wh-r").await;
+    let id = done["id"].as_str().unwrap().to_owned();
+    // The charger retries its complete: same session, no second event.
+    let (status, again) = w.complete(&id, 10_000, 20).await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let delivery = settled(&w, &client, &hook_id).await;
+    assert_eq!(delivery["state"], "delivered", "{delivery}");
+    assert_eq!(delivery["event_type"], "receipt.ready");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let calls = receiver.calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(delivery_log(&w, &client, &hook_id).await.len(), 1);
+    let (headers, body) = &calls[0];
+    assert_eq!(headers["voltvault-event"], "receipt.ready");
+    let event: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(event["type"], "receipt.ready");
+    assert_eq!(event["id"], format!("evt_{id}_receipt_ready"));
+    let data = &event["data"];
+    assert_eq!(data["receipt_id"], done["receipt_id"]);
+    assert_eq!(data["session_id"], done["id"]);
+    assert_eq!(data["total"], done["captured_amount"]);
+    assert_eq!(data["currency"], "EUR");
+    // The URL it names answers with the receipt, and the totals agree.
+    let receipt_url = data["url"].as_str().unwrap();
+    assert_eq!(
+        receipt_url,
+        format!("/v1/receipts/{}", done["receipt_id"].as_str().unwrap())
+    );
+    let r = client.get(w.app.url(receipt_url)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let receipt: Value = r.json().await.unwrap();
+    assert_eq!(receipt["total_incl_vat"], data["total"]);
+    assert_eq!(receipt["id"], data["receipt_id"]);
+    // No card data, not even the token or the last four.
+    let text = String::from_utf8_lossy(body);
+    assert!(!text.contains(APPROVE) && !text.contains("4242"), "{text}");
+    assert!(!text.contains(done["token"].as_str().unwrap()));
+    w.app.stop().await;
+}
+
 async fn an_endpoint_gets_only_the_events_it_subscribed_to(backend: Backend) {
     let w = charging(backend, fast_deliveries).await;
     let client = app_client(&w).await;
@@ -574,6 +621,7 @@ crate::on_both_databases!(
     a_receiver_that_fails_twice_gets_it_on_the_third_attempt,
     a_receiver_that_always_fails_ends_dead,
     a_declined_session_emits_exactly_one_payment_failed,
+    a_completed_session_makes_its_receipt_ready_exactly_once,
     an_endpoint_gets_only_the_events_it_subscribed_to,
     bad_input_gets_stable_codes_and_stores_nothing,
     production_mode_refuses_plain_http_and_private_hosts,

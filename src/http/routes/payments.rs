@@ -429,10 +429,13 @@ const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 const EVENTS_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Server-sent events: a `session` event with the live cost whenever the
-/// session changes, then `final` once it has ended, and the stream closes.
+/// session changes, then `final` once it has ended; a completed session
+/// then sends its `receipt`, and the stream closes.
 #[utoipa::path(get, path = "/v1/payment-sessions/{id}/events", tag = "payments",
     params(("id" = String, Path)),
-    responses((status = 200, description = "text/event-stream of SessionView documents"),
+    responses((status = 200, description = "text/event-stream: `session` and `final` events carry SessionView \
+documents; a completed session ends with a `receipt` event (the Receipt for callers with billing:read, \
+otherwise its id, URL and total)"),
         (status = 404, body = crate::http::error::Problem)))]
 pub async fn events(
     State(state): State<AppState>,
@@ -454,30 +457,88 @@ pub async fn events(
     if let Err(e) = payments.get(&caller, id).await {
         return payment_error(e).into_response();
     }
+    // The whole receipt only for those who may read receipts (a charger may not).
+    let full_receipt = state.auth.policy().decide(
+        &principal,
+        crate::auth::Permission::BillingRead,
+        state.env.clock.now(),
+    ) == crate::auth::policy::Decision::Allow;
     let started = std::time::Instant::now();
-    let stream = futures_util::stream::unfold((None::<String>, false), move |(last, ended)| {
-        let (payments, caller) = (payments.clone(), caller.clone());
-        async move {
-            if ended || started.elapsed() > EVENTS_MAX {
-                return None;
-            }
-            loop {
-                if last.is_some() {
-                    tokio::time::sleep(EVENTS_POLL).await;
+    let stream =
+        futures_util::stream::unfold((None::<String>, Stage::Live), move |(last, stage)| {
+            let (payments, caller, billing) =
+                (payments.clone(), caller.clone(), state.billing.clone());
+            async move {
+                match stage {
+                    Stage::Closed => return None,
+                    Stage::Receipt => {
+                        let data = receipt_event(&billing, caller.tenant, id, full_receipt).await?;
+                        let event = Event::default().event("receipt").data(data);
+                        return Some((Ok(event), (last, Stage::Closed)));
+                    }
+                    Stage::Live if started.elapsed() > EVENTS_MAX => return None,
+                    Stage::Live => {}
                 }
-                let view = payments.get(&caller, id).await.ok()?;
-                let json = serde_json::to_string(&view).ok()?;
-                let done = view.ended_at.is_some();
-                if last.as_deref() != Some(json.as_str()) || done {
-                    let event = Event::default()
-                        .event(if done { "final" } else { "session" })
-                        .data(json.clone());
-                    return Some((Ok::<_, std::convert::Infallible>(event), (Some(json), done)));
+                loop {
+                    if last.is_some() {
+                        tokio::time::sleep(EVENTS_POLL).await;
+                    }
+                    let view = payments.get(&caller, id).await.ok()?;
+                    let json = serde_json::to_string(&view).ok()?;
+                    let done = view.ended_at.is_some();
+                    if last.as_deref() != Some(json.as_str()) || done {
+                        let event = Event::default()
+                            .event(if done { "final" } else { "session" })
+                            .data(json.clone());
+                        let next = match (done, view.status) {
+                            (false, _) => Stage::Live,
+                            (true, crate::payments::session::SessionStatus::Completed) => {
+                                Stage::Receipt
+                            }
+                            (true, _) => Stage::Closed,
+                        };
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(event),
+                            (Some(json), next),
+                        ));
+                    }
                 }
             }
-        }
-    });
+        });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// Where an event stream stands.
+#[derive(Clone, Copy)]
+enum Stage {
+    Live,
+    /// The session completed: its receipt is next.
+    Receipt,
+    Closed,
+}
+
+/// The closing `receipt` event: the whole receipt, or what `receipt.ready`
+/// says of it. `None` (the stream just ends) if it cannot be built, e.g.
+/// its tariff version is not loaded on this node.
+async fn receipt_event(
+    billing: &crate::billing::service::BillingService,
+    tenant: crate::ids::TenantId,
+    session: PaymentSessionId,
+    full: bool,
+) -> Option<String> {
+    let id = crate::billing::receipt::receipt_id(session);
+    let receipt = billing.receipt(tenant, &id).await.ok()?;
+    if full {
+        return serde_json::to_string(&receipt).ok();
+    }
+    serde_json::to_string(&serde_json::json!({
+        "receipt_id": receipt.id,
+        "session_id": receipt.session_id,
+        "url": receipt.url,
+        "total": receipt.total_incl_vat,
+        "currency": receipt.currency,
+    }))
+    .ok()
 }

@@ -69,5 +69,6 @@ super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 super::accounts::impl_account_store!(PostgresStore, sqlx::postgres::PgRow);
 super::invoices::impl_invoice_store!(PostgresStore, sqlx::postgres::PgRow);
+super::mail::impl_mail_store!(PostgresStore, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

@@ -67,5 +67,6 @@ super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::accounts::impl_account_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::invoices::impl_invoice_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+super::mail::impl_mail_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);

@@ -1,0 +1,121 @@
+//! A real SMTP server (aiosmtpd, tests/smtp_sink.py) on a port of its own,
+//! writing each accepted message to a directory.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const SMTP_USER: &str = "voltvault-relay";
+
+/// A free port on loopback (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sink, killed when dropped.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// Starts the sink on `port`, accepting `SMTP_USER` with `password`.
+    pub async fn start(port: u16, password: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&port.to_string(), dir.path().to_str().unwrap(), SMTP_USER])
+            .env("SMTP_SINK_PASSWORD", password)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 with aiosmtpd must be installed (scripts/test.sh installs it)");
+        // Waits for "ready" on its stdout.
+        let stdout = child.stdout.take().unwrap();
+        let ready = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line).ok();
+            line
+        });
+        let line = tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("the SMTP sink starts")
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP sink did not start (is aiosmtpd installed?)"
+        );
+        Self { child, port, dir }
+    }
+
+    /// The messages accepted so far, oldest first, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The unfolded `Subject:` header of a raw message.
+pub fn subject(raw: &str) -> Option<String> {
+    let headers = raw.split("\r\n\r\n").next()?;
+    let unfolded = headers.replace("\r\n ", " ").replace("\r\n\t", " ");
+    unfolded
+        .lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .map(str::to_owned)
+}
+
+/// The body of a raw message, with quoted-printable soft breaks and `=XX`
+/// escapes undone when the message says it is quoted-printable.
+pub fn body(raw: &str) -> String {
+    let (headers, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+    if !headers
+        .to_ascii_lowercase()
+        .contains("content-transfer-encoding: quoted-printable")
+    {
+        return body.replace("\r\n", "\n");
+    }
+    let joined = body.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).replace("\r\n", "\n")
+}
