@@ -283,6 +283,14 @@ impl App {
             audit.clone(),
             self.env.clone(),
         ));
+        let (mail, mail_worker) = self.mail()?;
+        // Webhooks first, then the e-mail to the account concerned.
+        let notifier: Arc<dyn crate::notify::Notifier> =
+            Arc::new(crate::notify::mailing::MailingNotifier::new(
+                Arc::new(crate::notify::OutboxNotifier::new(self.store.clone())),
+                self.store.clone(),
+                mail.clone(),
+            ));
         let payments = self.acquirer.clone().map(|acquirer| {
             let p = &self.config.payments;
             Arc::new(
@@ -306,9 +314,7 @@ impl App {
                         max_session_age: chrono::Duration::hours(i64::from(p.max_session_hours)),
                     },
                 )
-                .with_notifier(Arc::new(crate::notify::OutboxNotifier::new(
-                    self.store.clone(),
-                ))),
+                .with_notifier(notifier.clone()),
             )
         });
         let webhooks = Arc::new(crate::notify::webhooks::WebhookService::new(
@@ -332,7 +338,6 @@ impl App {
             address: self.config.billing.operator_address.clone(),
             vat_id: self.config.billing.operator_vat_id.clone(),
         };
-        let (mail, mail_worker) = self.mail()?;
         let billing = Arc::new(crate::billing::service::BillingService::new(
             self.store.clone(),
             tariffs.clone(),
@@ -346,7 +351,7 @@ impl App {
             operator,
             self.config.billing.invoice_number_prefix.clone(),
             audit.clone(),
-            Arc::new(crate::notify::OutboxNotifier::new(self.store.clone())),
+            notifier,
             self.env.clone(),
         ));
         let accounts = Arc::new(crate::accounts::service::AccountService::new(

@@ -131,16 +131,10 @@ pub fn check_name(value: &str) -> bool {
     (1..=200).contains(&n) && !value.chars().any(char::is_control) && value.trim() == value
 }
 
-/// A plausible address: one `@`, no spaces, controls or commas (a comma
-/// would make a second recipient in a header).
+/// An address the mail queue will take: one mailbox, no display name.
 pub fn check_email(value: &str) -> bool {
-    value.len() <= 254
-        && value.matches('@').count() == 1
-        && !value.starts_with('@')
-        && !value.ends_with('@')
-        && !value
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+    crate::notify::mail::check_recipient(value).is_ok()
+        && crate::notify::smtp::parse_mailbox(value).is_some()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod events;
 pub mod mail;
 pub mod mail_queue;
+pub mod mailing;
 pub mod signature;
 pub mod smtp;
 pub mod webhooks;

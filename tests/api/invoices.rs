@@ -628,7 +628,96 @@ async fn the_monthly_run_issues_last_months_invoices(backend: Backend) {
     assert_eq!(of(&solo)["period"], "2026-10");
 }
 
+/// The driver gets the receipt by e-mail, the fleet its invoice, through a
+/// real SMTP relay; an account without an address gets none.
+async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
+    use crate::smtp_sink::{SMTP_USER, SmtpSink, body, free_port, subject};
+    let port = free_port();
+    let sink = SmtpSink::start(port, "relay-pass-2026").await;
+    let dir = tempfile::tempdir().unwrap();
+    let password_file = dir.path().join("smtp-password");
+    voltvault::devpki::write_file(&password_file, "relay-pass-2026", 0o600).unwrap();
+    let clock = FixedClock::new(t("2026-10-31T20:00:00Z"));
+    let w = charging_at(
+        backend,
+        |c| {
+            fast_deliveries(c);
+            c.notifications.smtp = Some(voltvault::config::SmtpConfig {
+                host: "127.0.0.1".into(),
+                port,
+                tls: voltvault::config::SmtpTls::None,
+                username: Some(SMTP_USER.into()),
+                password_file: Some(password_file.clone()),
+                from: "Example Charging <receipts@example.com>".into(),
+                ca_file: None,
+                timeout_secs: 5,
+            });
+        },
+        Some(clock.clone()),
+    )
+    .await;
+    let app = w.app_client().await;
+    let fleet = create(
+        &w,
+        &app,
+        "f",
+        json!({"kind": "fleet", "name": "F", "email": "ap@fleet.example"}),
+    )
+    .await;
+    let driver = create(
+        &w,
+        &app,
+        "d",
+        json!({"kind": "driver", "name": "D", "email": "dana@example.com", "fleet_id": fleet}),
+    )
+    .await;
+    let quiet = create(&w, &app, "q", json!({"kind": "driver", "name": "Q"})).await;
+    attach_card(&w, &app, &driver, "04A2B3C1", "d").await;
+    attach_card(&w, &app, &quiet, "04A2B3C2", "q").await;
+    let done = charge(&w, &clock, "s1", json!({"rfid_uid": "04A2B3C1"}), 12_500).await;
+    charge(&w, &clock, "s2", json!({"rfid_uid": "04A2B3C2"}), 12_500).await;
+    clock.advance(chrono::Duration::hours(4));
+    let operator = operator(&w, &clock).await;
+    let (status, inv) = w
+        .post(
+            &operator,
+            "/v1/invoices",
+            "i",
+            json!({"account_id": fleet, "period": "2026-10"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+
+    let mut messages = Vec::new();
+    for _ in 0..200 {
+        messages = sink.messages();
+        if messages.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let receipt = messages
+        .iter()
+        .find(|m| subject(m).is_some_and(|s| s.contains("receipt")))
+        .expect("a receipt mail");
+    assert!(receipt.contains("dana@example.com"));
+    assert!(body(receipt).contains(done["receipt_id"].as_str().unwrap()));
+    assert!(body(receipt).contains("8.78"), "{}", body(receipt));
+    let invoice = messages
+        .iter()
+        .find(|m| subject(m).is_some_and(|s| s.contains("INV-000001")))
+        .unwrap_or_else(|| panic!("an invoice mail in {messages:?}"));
+    assert!(invoice.contains("ap@fleet.example"));
+    for m in &messages {
+        assert!(!m.contains(APPROVE));
+    }
+}
+
 crate::on_both_databases!(
+    receipts_and_invoices_are_mailed_to_the_account,
     the_monthly_run_issues_last_months_invoices,
     numbers_stay_gapless_under_concurrent_issuing,
     a_fleet_invoice_agrees_everywhere_to_the_cent,
