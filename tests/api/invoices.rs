@@ -688,10 +688,8 @@ async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
 
-    let mut messages = Vec::new();
     for _ in 0..200 {
-        messages = sink.messages();
-        if messages.len() >= 2 {
+        if sink.messages().len() >= 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
