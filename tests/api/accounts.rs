@@ -5,8 +5,6 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voltvault::audit::AuditQuery;
-use voltvault::auth::policy::Role;
-use voltvault::auth::{Actor, Origin};
 
 use crate::helpers::Backend;
 use crate::payments::{APPROVE, Charging, charging, fast_workers};
@@ -220,20 +218,7 @@ async fn accounts_stay_in_their_tenant(backend: Backend) {
     let app = w.app_client().await;
     let (account, token) = driver_with_card(&w, &app, "t1").await;
 
-    let other = w
-        .app
-        .auth
-        .create_tenant("elsewhere", &Actor::cli(), &Origin::cli())
-        .await
-        .unwrap()
-        .id;
-    let (_, key) = w
-        .app
-        .auth
-        .create_api_key(other, "app", Role::App, None, &Actor::cli(), &Origin::cli())
-        .await
-        .unwrap();
-    let stranger = w.app.bearer_client(key.expose_secret());
+    let stranger = w.stranger("elsewhere").await;
 
     let (status, _) = get(&w, &stranger, &format!("/v1/accounts/{account}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

@@ -330,20 +330,7 @@ async fn bad_requests_get_stable_codes(backend: Backend) {
 
     // Another tenant's receipt does not exist for this one.
     let done = one_session(&w, "b-done").await;
-    let other = w
-        .app
-        .auth
-        .create_tenant("elsewhere", &Actor::cli(), &Origin::cli())
-        .await
-        .unwrap()
-        .id;
-    let (_, key) = w
-        .app
-        .auth
-        .create_api_key(other, "app", Role::App, None, &Actor::cli(), &Origin::cli())
-        .await
-        .unwrap();
-    let stranger = w.app.bearer_client(key.expose_secret());
+    let stranger = w.stranger("elsewhere").await;
     let (status, p) = get(&stranger, &w, &format!("/v1/receipts/rcpt_{done}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{p}");
     let (_, h) = get(&stranger, &w, "/v1/payment-sessions").await;

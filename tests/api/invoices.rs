@@ -87,6 +87,23 @@ fn clock_now(clock: &FixedClock) -> DateTime<Utc> {
     clock.now()
 }
 
+/// `POST /v1/invoices` for `account`'s `period`.
+async fn issue(
+    w: &Charging,
+    client: &reqwest::Client,
+    key: &str,
+    account: &str,
+    period: &str,
+) -> (StatusCode, Value) {
+    w.post(
+        client,
+        "/v1/invoices",
+        key,
+        json!({"account_id": account, "period": period}),
+    )
+    .await
+}
+
 async fn create(w: &Charging, app: &reqwest::Client, key: &str, body: Value) -> String {
     let (status, a) = w.post(app, "/v1/accounts", key, body).await;
     assert_eq!(status, StatusCode::CREATED, "{a}");
@@ -179,14 +196,7 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
 
     // Not before the month has ended.
     let operator = operator(&w, &clock).await;
-    let (status, p) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i-early",
-            json!({"account_id": fleet, "period": "2026-10"}),
-        )
-        .await;
+    let (status, p) = issue(&w, &operator, "i-early", &fleet, "2026-10").await;
     assert_eq!(
         (status, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("period_not_ended"))
@@ -194,14 +204,7 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
 
     clock.advance(chrono::Duration::hours(3));
     let operator = self::operator(&w, &clock).await;
-    let (status, inv) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i-1",
-            json!({"account_id": fleet, "period": "2026-10"}),
-        )
-        .await;
+    let (status, inv) = issue(&w, &operator, "i-1", &fleet, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
     assert_eq!(inv["number"], "INV-000001");
     assert_eq!(inv["period"], "2026-10");
@@ -298,39 +301,18 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
     }
 
     // Once per account and month; the next invoice takes the next number.
-    let (status, p) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i-2",
-            json!({"account_id": fleet, "period": "2026-10"}),
-        )
-        .await;
+    let (status, p) = issue(&w, &operator, "i-2", &fleet, "2026-10").await;
     assert_eq!(
         (status, p["code"].as_str()),
         (StatusCode::CONFLICT, Some("invoice_exists"))
     );
     // The driver's sessions are on the fleet's invoice already.
-    let (status, p) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i-3",
-            json!({"account_id": driver, "period": "2026-10"}),
-        )
-        .await;
+    let (status, p) = issue(&w, &operator, "i-3", &driver, "2026-10").await;
     assert_eq!(
         (status, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("nothing_to_invoice"))
     );
-    let (status, solo) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i-4",
-            json!({"account_id": loner, "period": "2026-10"}),
-        )
-        .await;
+    let (status, solo) = issue(&w, &operator, "i-4", &loner, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED, "{solo}");
     assert_eq!(solo["number"], "INV-000002", "refusals use no number");
     assert_eq!(
@@ -360,14 +342,7 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
     // A charger reads no invoices and issues none.
     let (status, _) = get(&w, &w.charger, "/v1/invoices").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let (status, _) = w
-        .post(
-            &app,
-            "/v1/invoices",
-            "i-app",
-            json!({"account_id": loner, "period": "2026-10"}),
-        )
-        .await;
+    let (status, _) = issue(&w, &app, "i-app", &loner, "2026-10").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     // No card number in any of it.
     for text in [inv.to_string(), solo.to_string(), format!("{bodies:?}")] {
@@ -375,7 +350,16 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
     }
 }
 
-async fn bad_invoice_requests_change_nothing(backend: Backend) {
+/// A driver with one session in October, and the clock in November.
+struct October {
+    w: Charging,
+    clock: FixedClock,
+    app: reqwest::Client,
+    account: String,
+    operator: reqwest::Client,
+}
+
+async fn one_session_in_october(backend: Backend) -> October {
     let clock = FixedClock::new(t("2026-10-31T20:00:00Z"));
     let w = charging_at(backend, |_| {}, Some(clock.clone())).await;
     let app = w.app_client().await;
@@ -384,6 +368,23 @@ async fn bad_invoice_requests_change_nothing(backend: Backend) {
     charge(&w, &clock, "s1", json!({"rfid_uid": "04A2B3C4"}), 1_000).await;
     clock.advance(chrono::Duration::days(2));
     let operator = operator(&w, &clock).await;
+    October {
+        w,
+        clock,
+        app,
+        account,
+        operator,
+    }
+}
+
+async fn bad_invoice_requests_change_nothing(backend: Backend) {
+    let October {
+        w,
+        clock,
+        app,
+        account,
+        operator,
+    } = one_session_in_october(backend).await;
 
     let cases = [
         (
@@ -429,14 +430,7 @@ async fn bad_invoice_requests_change_nothing(backend: Backend) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     // Another tenant's account is unknown here, its invoices invisible.
-    let (status, inv) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "ok",
-            json!({"account_id": account, "period": "2026-10"}),
-        )
-        .await;
+    let (status, inv) = issue(&w, &operator, "ok", &account, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
     let other = w
         .app
@@ -454,14 +448,7 @@ async fn bad_invoice_requests_change_nothing(backend: Backend) {
             .staff_session_at(other, Role::Operator, Some(clock_now(&clock)))
             .await,
     );
-    let (status, p) = w
-        .post(
-            &stranger,
-            "/v1/invoices",
-            "x",
-            json!({"account_id": account, "period": "2026-10"}),
-        )
-        .await;
+    let (status, p) = issue(&w, &stranger, "x", &account, "2026-10").await;
     assert_eq!(
         (status, p["code"].as_str()),
         (StatusCode::UNPROCESSABLE_ENTITY, Some("account_unknown"))
@@ -479,22 +466,13 @@ async fn bad_invoice_requests_change_nothing(backend: Backend) {
 
 /// The database itself refuses to change an issued invoice.
 async fn issued_invoices_cannot_be_changed(backend: Backend) {
-    let clock = FixedClock::new(t("2026-10-31T20:00:00Z"));
-    let w = charging_at(backend, |_| {}, Some(clock.clone())).await;
-    let app = w.app_client().await;
-    let account = create(&w, &app, "a", json!({"kind": "driver", "name": "D"})).await;
-    attach_card(&w, &app, &account, "04A2B3C4", "a").await;
-    charge(&w, &clock, "s1", json!({"rfid_uid": "04A2B3C4"}), 1_000).await;
-    clock.advance(chrono::Duration::days(2));
-    let operator = operator(&w, &clock).await;
-    let (status, _) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "ok",
-            json!({"account_id": account, "period": "2026-10"}),
-        )
-        .await;
+    let October {
+        w,
+        account,
+        operator,
+        ..
+    } = one_session_in_october(backend).await;
+    let (status, _) = issue(&w, &operator, "ok", &account, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED);
     for sql in [
         "UPDATE invoices SET total_incl_vat = 1",
@@ -678,14 +656,7 @@ async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
     charge(&w, &clock, "s2", json!({"rfid_uid": "04A2B3C2"}), 12_500).await;
     clock.advance(chrono::Duration::hours(4));
     let operator = operator(&w, &clock).await;
-    let (status, inv) = w
-        .post(
-            &operator,
-            "/v1/invoices",
-            "i",
-            json!({"account_id": fleet, "period": "2026-10"}),
-        )
-        .await;
+    let (status, inv) = issue(&w, &operator, "i", &fleet, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
 
     for _ in 0..200 {

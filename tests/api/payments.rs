@@ -87,11 +87,16 @@ pub fn at(minute: i64) -> String {
 impl Charging {
     /// A client with a new API key of the tenant (role `app`).
     pub async fn app_client(&self) -> reqwest::Client {
+        self.app_client_of(self.tenant).await
+    }
+
+    /// A client with a new API key (role `app`) of `tenant`.
+    pub async fn app_client_of(&self, tenant: TenantId) -> reqwest::Client {
         let (_, key) = self
             .app
             .auth
             .create_api_key(
-                self.tenant,
+                tenant,
                 "app",
                 Role::App,
                 None,
@@ -101,6 +106,18 @@ impl Charging {
             .await
             .unwrap();
         self.app.bearer_client(key.expose_secret())
+    }
+
+    /// An app of a new tenant, `name`.
+    pub async fn stranger(&self, name: &str) -> reqwest::Client {
+        let other = self
+            .app
+            .auth
+            .create_tenant(name, &Actor::cli(), &Origin::cli())
+            .await
+            .unwrap()
+            .id;
+        self.app_client_of(other).await
     }
 
     pub async fn post(
