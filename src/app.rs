@@ -352,6 +352,7 @@ impl App {
             cvcs,
             audit_log: self.audit_log.clone(),
             webhooks,
+            in_flight: Default::default(),
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,

@@ -56,6 +56,9 @@ pub struct AppState {
     pub webhooks: Arc<crate::notify::webhooks::WebhookService>,
     /// Receipts, history and accounting exports.
     pub billing: Arc<crate::billing::service::BillingService>,
+    /// Idempotency keys of requests running on this node that write their
+    /// record only when they commit (ADR 0008).
+    pub in_flight: Arc<idempotency::InFlight>,
 }
 
 /// Limits the edge enforces on every request.
