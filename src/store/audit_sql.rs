@@ -75,6 +75,7 @@ macro_rules! impl_audit_store {
                     if !records.is_empty() {
                         $crate::store::audit_sql::audit_insert!(_, records)
                             .build()
+                            .persistent(false)
                             .execute(&self.pool)
                             .await?;
                     }
@@ -84,6 +85,7 @@ macro_rules! impl_audit_store {
                 for chunk in records.chunks(chunk_size) {
                     $crate::store::audit_sql::audit_insert!(_, chunk)
                         .build()
+                        .persistent(false)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -229,7 +231,8 @@ macro_rules! impl_audit_store {
 pub(crate) use impl_audit_store;
 
 /// A multi-row INSERT of audit records (at most [`INSERT_CHUNK`]) for
-/// database `$db` (`_` to infer it).
+/// database `$db` (`_` to infer it). Run it with `persistent(false)`: its
+/// text differs with every batch size.
 macro_rules! audit_insert {
     ($db:ty, $records:expr) => {{
         let mut insert = sqlx::QueryBuilder::<$db>::new(format!(

@@ -82,7 +82,9 @@ pub struct SqlJoinedTx<DB: sqlx::Database> {
 }
 
 /// Rows per multi-row INSERT: 16 parameters a token row stays under
-/// SQLite's 32766.
+/// SQLite's 32766. These statements are not kept prepared
+/// (`persistent(false)`): one per batch size and connection would pile up
+/// in every connection's statement cache.
 pub(crate) const ROW_CHUNK: usize = 1000;
 
 type IdemKey = (TenantId, String, String);
@@ -144,12 +146,16 @@ macro_rules! impl_joined_tx {
                     |u| u.idempotent.as_ref().map(idem_key),
                     JoinedOutcome::IdempotencyKeyTaken,
                 );
-                let wanted: Vec<(usize, &$crate::store::joined::IdempotentResponse)> = units
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| outcomes[*i] == JoinedOutcome::Written)
-                    .filter_map(|(i, u)| u.idempotent.as_ref().map(|r| (i, r)))
-                    .collect();
+                let mut wanted: Vec<(usize, &$crate::store::joined::IdempotentResponse)> =
+                    units
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| outcomes[*i] == JoinedOutcome::Written)
+                        .filter_map(|(i, u)| u.idempotent.as_ref().map(|r| (i, r)))
+                        .collect();
+                // In key order, so two nodes inserting the same keys take
+                // their row locks in the same order and cannot deadlock.
+                wanted.sort_by_key(|(_, r)| idem_key(r));
                 let mut stored = std::collections::HashSet::new();
                 for chunk in wanted.chunks(ROW_CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
@@ -167,7 +173,7 @@ macro_rules! impl_joined_tx {
                             .push_bind(r.at);
                     });
                     insert.push(" ON CONFLICT DO NOTHING RETURNING tenant_id, principal, idem_key");
-                    for row in insert.build().fetch_all(&mut *self.tx).await? {
+                    for row in insert.build().persistent(false).fetch_all(&mut *self.tx).await? {
                         stored.insert((
                             row.try_get::<$crate::ids::TenantId, _>("tenant_id")?,
                             row.try_get::<String, _>("principal")?,
@@ -187,12 +193,13 @@ macro_rules! impl_joined_tx {
                     |u| u.token.as_ref().map(token_key),
                     JoinedOutcome::TokenTaken,
                 );
-                let wanted: Vec<(usize, &$crate::store::tokens::StoredToken)> = units
+                let mut wanted: Vec<(usize, &$crate::store::tokens::StoredToken)> = units
                     .iter()
                     .enumerate()
                     .filter(|(i, _)| outcomes[*i] == JoinedOutcome::Written)
                     .filter_map(|(i, u)| u.token.as_ref().map(|t| (i, t)))
                     .collect();
+                wanted.sort_by_key(|(_, t)| token_key(t));
                 let mut inserted = std::collections::HashSet::new();
                 for chunk in wanted.chunks(ROW_CHUNK) {
                     let mut insert = sqlx::QueryBuilder::<$db>::new(
@@ -220,7 +227,7 @@ macro_rules! impl_joined_tx {
                             .push_bind(t.expires_at);
                     });
                     insert.push(" ON CONFLICT DO NOTHING RETURNING tenant_id, token");
-                    for row in insert.build().fetch_all(&mut *self.tx).await? {
+                    for row in insert.build().persistent(false).fetch_all(&mut *self.tx).await? {
                         inserted.insert((
                             row.try_get::<$crate::ids::TenantId, _>("tenant_id")?,
                             row.try_get::<String, _>("token")?,
@@ -264,6 +271,7 @@ macro_rules! impl_joined_tx {
                 for chunk in records.chunks($crate::store::audit_sql::INSERT_CHUNK) {
                     $crate::store::audit_sql::audit_insert!($db, chunk)
                         .build()
+                        .persistent(false)
                         .execute(&mut *self.tx)
                         .await?;
                 }
