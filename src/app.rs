@@ -377,6 +377,7 @@ impl App {
             audit_log: self.audit_log.clone(),
             webhooks,
             mail,
+            in_flight: Default::default(),
         };
         let limits = EdgeLimits {
             body_limit_bytes: self.config.server.body_limit_bytes,

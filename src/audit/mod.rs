@@ -28,10 +28,14 @@ pub use seal::{Checkpoint, CheckpointSealer, SealError, SoftwareSealer};
 pub use verify::{NodeReport, Problem, ProblemKind};
 pub use writer::{AuditWriter, WriterConfig, WriterTask};
 mod log_sink;
+mod pending;
 
 pub use log_sink::Tee;
+pub use pending::PendingAudit;
 
 use async_trait::async_trait;
+
+use crate::store::joined::{JoinedOutcome, JoinedRows};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -44,4 +48,31 @@ pub enum AuditError {
 #[async_trait]
 pub trait AuditSink: Send + Sync {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError>;
+
+    /// Several events of one request, in order; returns once all are durable.
+    async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        for event in events {
+            self.record(event).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether [`AuditSink::commit_joined`] is available: the node's writer
+    /// commits rows in the same transaction as the events that audit them.
+    fn joins_rows(&self) -> bool {
+        false
+    }
+
+    /// Commits `rows` and `events` in one transaction (ADR 0008): both or
+    /// neither. A refused row (`JoinedOutcome::*Taken`) keeps nothing of
+    /// the call, events included. A sink that cannot join rows says so with
+    /// `joins_rows` and refuses this.
+    async fn commit_joined(
+        &self,
+        rows: JoinedRows,
+        events: Vec<AuditEvent>,
+    ) -> Result<JoinedOutcome, AuditError> {
+        let _ = (rows, events);
+        Err(AuditError::Unavailable)
+    }
 }

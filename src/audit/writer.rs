@@ -5,6 +5,10 @@
 //! gets `Unavailable` and the writer re-reads its head from the database
 //! before the next batch, so the chain never forks.
 //!
+//! Rows of the requests being audited (a token, an idempotency record) can
+//! ride in the same transaction ([`AuditSink::commit_joined`], ADR 0008):
+//! a request then waits for one group commit for its rows and its events.
+//!
 //! Two processes must not share a node id; if they do, the primary key on
 //! (node, seq) refuses the second writer's records rather than fork the chain.
 
@@ -22,6 +26,7 @@ use super::syslog::SyslogForwarder;
 use super::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Clock;
 use crate::store::AuditStore;
+use crate::store::joined::{JoinedOutcome, JoinedRows};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriterConfig {
@@ -47,9 +52,13 @@ impl Default for WriterConfig {
 }
 
 type Ack = oneshot::Sender<Result<(), AuditError>>;
+type JoinedAck = oneshot::Sender<Result<JoinedOutcome, AuditError>>;
 
 enum Command {
-    Record(AuditEvent, Ack),
+    /// One request's events, committed together.
+    Record(Vec<AuditEvent>, Ack),
+    /// One request's rows and events, committed together or not at all.
+    Joined(Box<JoinedRows>, Vec<AuditEvent>, JoinedAck),
     /// Seals a checkpoint at the current head (if it moved) and answers.
     Checkpoint(Ack),
     /// Ends the task once everything before it is written; later events
@@ -137,9 +146,30 @@ impl AuditWriter {
 #[async_trait]
 impl AuditSink for AuditWriter {
     async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
+        self.record_all(vec![event]).await
+    }
+
+    async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
         let (ack, answer) = oneshot::channel();
         self.commands
-            .send(Command::Record(event, ack))
+            .send(Command::Record(events, ack))
+            .await
+            .map_err(|_| AuditError::Unavailable)?;
+        answer.await.map_err(|_| AuditError::Unavailable)?
+    }
+
+    fn joins_rows(&self) -> bool {
+        true
+    }
+
+    async fn commit_joined(
+        &self,
+        rows: JoinedRows,
+        events: Vec<AuditEvent>,
+    ) -> Result<JoinedOutcome, AuditError> {
+        let (ack, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Joined(Box::new(rows), events, ack))
             .await
             .map_err(|_| AuditError::Unavailable)?;
         answer.await.map_err(|_| AuditError::Unavailable)?
@@ -179,10 +209,26 @@ fn refuse(command: Command) {
         Command::Record(_, ack) | Command::Checkpoint(ack) => {
             let _ = ack.send(Err(AuditError::Unavailable));
         }
+        Command::Joined(_, _, ack) => {
+            let _ = ack.send(Err(AuditError::Unavailable));
+        }
         Command::Shutdown(done) => {
             let _ = done.send(());
         }
     }
+}
+
+/// One request's part of a batch.
+struct Entry {
+    rows: Option<JoinedRows>,
+    events: Vec<AuditEvent>,
+}
+
+/// Whom to answer once the batch is committed.
+enum Answer {
+    Plain(Ack),
+    /// The caller of the entry at this index.
+    Joined(usize, JoinedAck),
 }
 
 /// The state the writer task owns.
@@ -239,53 +285,101 @@ impl Chain {
     /// Commits a batch and answers it; returns the shutdown request, if
     /// the batch held one (what follows it in the batch is refused).
     async fn process(&mut self, batch: Vec<Command>) -> Option<oneshot::Sender<()>> {
-        let mut events = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
         let mut seal = false;
         let mut shutdown = None;
         for command in batch {
             match command {
                 _ if shutdown.is_some() => refuse(command),
-                Command::Record(event, ack) => {
-                    events.push(event);
-                    acks.push(ack);
+                Command::Record(events, ack) => {
+                    answers.push(Answer::Plain(ack));
+                    entries.push(Entry { rows: None, events });
+                }
+                Command::Joined(rows, events, ack) => {
+                    answers.push(Answer::Joined(entries.len(), ack));
+                    entries.push(Entry {
+                        rows: Some(*rows),
+                        events,
+                    });
                 }
                 Command::Checkpoint(ack) => {
                     seal = true;
-                    acks.push(ack);
+                    answers.push(Answer::Plain(ack));
                 }
                 Command::Shutdown(done) => shutdown = Some(done),
             }
         }
-        let result = self.commit(events, seal).await;
+        let result = self.commit(entries, seal).await;
         if result.is_err() {
             tracing::error!("audit events could not be committed; their requests fail");
         }
-        for ack in acks {
+        for answer in answers {
             // A caller that gave up waiting is no one's concern here.
-            let _ = ack.send(
-                result
-                    .as_ref()
-                    .map(|_| ())
-                    .map_err(|_| AuditError::Unavailable),
-            );
+            match answer {
+                Answer::Plain(ack) => {
+                    let _ = ack.send(
+                        result
+                            .as_ref()
+                            .map(|_| ())
+                            .map_err(|_| AuditError::Unavailable),
+                    );
+                }
+                Answer::Joined(index, ack) => {
+                    let _ = ack.send(match &result {
+                        Ok(outcomes) => Ok(outcomes[index]),
+                        Err(_) => Err(AuditError::Unavailable),
+                    });
+                }
+            }
         }
         shutdown
     }
 
-    /// Links and commits `events`, sealing a checkpoint when one is due or
-    /// `force_seal` asks for it. On failure nothing of the batch is kept.
+    /// Writes the entries' rows, links the events of those whose rows went
+    /// in and commits it all, sealing a checkpoint when one is due or
+    /// `force_seal` asks for it. Returns each entry's outcome. On failure
+    /// nothing of the batch is kept.
     async fn commit(
         &mut self,
-        events: Vec<AuditEvent>,
+        entries: Vec<Entry>,
         force_seal: bool,
-    ) -> Result<(), AuditError> {
+    ) -> Result<Vec<JoinedOutcome>, AuditError> {
         let (mut seq, mut prev) = match self.head {
             Some(head) => head,
             None => self.resume().await?,
         };
-        let records: Vec<AuditRecord> = events
+        let mut outcomes = vec![JoinedOutcome::Written; entries.len()];
+        let joined = entries
+            .iter()
+            .any(|e| e.rows.as_ref().is_some_and(|r| !r.is_empty()));
+        // Rows first: only the events of requests whose rows went in are
+        // linked onto the chain.
+        let tx = if joined {
+            let mut tx = self
+                .store
+                .begin_joined()
+                .await
+                .map_err(|e| self.failed(&e))?;
+            let with_rows: Vec<(usize, &JoinedRows)> = entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.rows.as_ref().map(|r| (i, r)))
+                .collect();
+            let units: Vec<&JoinedRows> = with_rows.iter().map(|(_, r)| *r).collect();
+            let written = tx.insert_rows(&units).await.map_err(|e| self.failed(&e))?;
+            for ((i, _), outcome) in with_rows.iter().zip(written) {
+                outcomes[*i] = outcome;
+            }
+            Some(tx)
+        } else {
+            None
+        };
+        let records: Vec<AuditRecord> = entries
             .into_iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| **outcome == JoinedOutcome::Written)
+            .flat_map(|(entry, _)| entry.events)
             .map(|event| {
                 seq += 1;
                 let record = AuditRecord::link(&self.node_id, seq, prev, event);
@@ -306,14 +400,16 @@ impl Chain {
         } else {
             None
         };
-        if records.is_empty() && checkpoint.is_none() {
-            return Ok(());
-        }
-        if let Err(error) = self.store.append_audit(&records, checkpoint.as_ref()).await {
-            tracing::error!(%error, "audit append failed");
-            // The commit may or may not have happened; ask the database next time.
-            self.head = None;
-            return Err(AuditError::Unavailable);
+        let written = match tx {
+            Some(mut tx) => match tx.append_audit(&records, checkpoint.as_ref()).await {
+                Ok(()) => tx.commit().await,
+                Err(e) => Err(e),
+            },
+            None if records.is_empty() && checkpoint.is_none() => return Ok(outcomes),
+            None => self.store.append_audit(&records, checkpoint.as_ref()).await,
+        };
+        if let Err(error) = written {
+            return Err(self.failed(&error));
         }
         self.head = Some((seq, prev));
         if let Some(forward) = &self.forward {
@@ -325,7 +421,15 @@ impl Chain {
         } else {
             self.since_checkpoint = pending;
         }
-        Ok(())
+        Ok(outcomes)
+    }
+
+    /// A write that failed: the commit may or may not have happened, so the
+    /// head is read from the database next time.
+    fn failed(&mut self, error: &crate::store::StoreError) -> AuditError {
+        tracing::error!(%error, "audit append failed");
+        self.head = None;
+        AuditError::Unavailable
     }
 
     /// Reads where this node's chain ends.

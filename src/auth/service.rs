@@ -220,7 +220,23 @@ impl AuthService {
         resource: Option<String>,
         reason: Option<&str>,
     ) -> Result<(), AuthError> {
-        let event = AuditEvent {
+        let event = self.event(event_type, actor, outcome, origin, resource, reason);
+        self.audit.record(event).await.map_err(|_| {
+            tracing::error!(event_type, "audit write failed; refusing the request");
+            AuthError::AuditUnavailable
+        })
+    }
+
+    fn event(
+        &self,
+        event_type: &str,
+        actor: &Actor,
+        outcome: Outcome,
+        origin: &Origin,
+        resource: Option<String>,
+        reason: Option<&str>,
+    ) -> AuditEvent {
+        AuditEvent {
             event_type: event_type.to_owned(),
             at: self.now(),
             actor_kind: actor.kind,
@@ -231,11 +247,7 @@ impl AuthService {
             resource,
             request_id: origin.request_id.clone(),
             reason: reason.map(str::to_owned),
-        };
-        self.audit.record(event).await.map_err(|_| {
-            tracing::error!(event_type, "audit write failed; refusing the request");
-            AuthError::AuditUnavailable
-        })
+        }
     }
 
     /// Records a failed authentication and returns the error to answer with.
@@ -293,6 +305,23 @@ impl AuthService {
         presented: &Presented<'_>,
         origin: &Origin,
     ) -> Result<Principal, AuthError> {
+        let (principal, event) = self.authenticate_pending(presented, origin).await?;
+        self.audit.record(event).await.map_err(|_| {
+            tracing::error!("audit write failed; refusing the request");
+            AuthError::AuditUnavailable
+        })?;
+        Ok(principal)
+    }
+
+    /// As [`AuthService::authenticate`], but a success's audit event is
+    /// handed back instead of recorded: the caller must make it durable
+    /// before its request answers (with the request's own events, ADR
+    /// 0008). Failures are recorded here, as always.
+    pub async fn authenticate_pending(
+        &self,
+        presented: &Presented<'_>,
+        origin: &Origin,
+    ) -> Result<(Principal, AuditEvent), AuthError> {
         let anonymous = Actor::anonymous();
         if presented.malformed_authorization {
             return Err(self
@@ -333,16 +362,15 @@ impl AuthService {
                     .await);
             }
         };
-        self.record(
+        let event = self.event(
             "auth.authenticate",
             &Actor::from(&principal),
             Outcome::Success,
             origin,
             None,
             None,
-        )
-        .await?;
-        Ok(principal)
+        );
+        Ok((principal, event))
     }
 
     async fn api_key_principal(

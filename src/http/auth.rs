@@ -11,13 +11,14 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::routes::Access;
+use super::routes::{Access, AuthEvent};
 use super::server::ConnectionInfo;
+use crate::audit::PendingAudit;
 use crate::auth::service::Presented;
 use crate::auth::{AuthError, Origin, Principal};
 
 pub async fn guard(
-    State((state, access)): State<(AppState, Access)>,
+    State((state, access, auth_event)): State<(AppState, Access, AuthEvent)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -39,19 +40,69 @@ pub async fn guard(
                 .and_then(|c| c.client_certificate.as_deref())
                 .map(|c| c.chain.as_slice()),
         };
-        match state.auth.authenticate(&presented, &origin).await {
-            Ok(p) => p,
-            Err(e) => return auth_error(e).into_response(),
+        match auth_event {
+            AuthEvent::Recorded => state.auth.authenticate(&presented, &origin).await,
+            AuthEvent::WithRequest => {
+                match state.auth.authenticate_pending(&presented, &origin).await {
+                    Ok((principal, event)) => {
+                        let pending = PendingAudit::default();
+                        pending.push(event);
+                        req.extensions_mut().insert(pending);
+                        Ok(principal)
+                    }
+                    Err(e) => Err(e),
+                }
+            }
         }
     };
-    if let Err(e) = state.auth.check_principal_budget(&principal, &origin).await {
-        return auth_error(e).into_response();
+    let principal = match principal {
+        Ok(p) => p,
+        Err(e) => return auth_error(e).into_response(),
+    };
+    let pending = req.extensions().get::<PendingAudit>().cloned();
+    let response = match state.auth.check_principal_budget(&principal, &origin).await {
+        Err(e) => auth_error(e).into_response(),
+        Ok(()) => match state.auth.authorize(&principal, permission, &origin).await {
+            Err(e) => auth_error(e).into_response(),
+            Ok(()) => {
+                req.extensions_mut().insert(principal);
+                next.run(req).await
+            }
+        },
+    };
+    match pending {
+        Some(pending) => settle_pending(&state, &pending, response).await,
+        None => response,
     }
-    if let Err(e) = state.auth.authorize(&principal, permission, &origin).await {
-        return auth_error(e).into_response();
+}
+
+/// Records what the handler left pending before its answer leaves; if that
+/// fails, the answer is withheld (fail closed).
+async fn settle_pending(state: &AppState, pending: &PendingAudit, response: Response) -> Response {
+    let left = pending.take();
+    if left.is_empty() {
+        return response;
     }
-    req.extensions_mut().insert(principal);
-    next.run(req).await
+    match state.audit.record_all(left).await {
+        Ok(()) => response,
+        Err(_) => {
+            tracing::error!("audit write failed; withholding the answer");
+            auth_error(AuthError::AuditUnavailable).into_response()
+        }
+    }
+}
+
+/// The request's events not yet durable, on routes whose handler commits
+/// them with its own (`AuthEvent::WithRequest`); `None` elsewhere.
+#[derive(Clone)]
+pub struct Pending(pub Option<PendingAudit>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Pending {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.extensions.get::<PendingAudit>().cloned()))
+    }
 }
 
 /// The request's origin for audit events and budgets.

@@ -62,6 +62,9 @@ pub struct AppState {
     pub invoices: Arc<crate::billing::invoices::InvoiceService>,
     /// Notification e-mail: queue here, a worker sends it.
     pub mail: Arc<crate::notify::mail_queue::MailQueue>,
+    /// Idempotency keys of requests running on this node that write their
+    /// record only when they commit (ADR 0008).
+    pub in_flight: Arc<idempotency::InFlight>,
 }
 
 /// Limits the edge enforces on every request.

@@ -68,59 +68,42 @@ macro_rules! impl_audit_store {
                 checkpoint: Option<&$crate::audit::Checkpoint>,
             ) -> Result<(), $crate::store::StoreError> {
                 $crate::store::audit_sql::check_fits(records, checkpoint)?;
-                let columns = $crate::store::audit_sql::RECORD_COLUMNS;
-                let insert = |chunk: &[$crate::audit::AuditRecord]| {
-                    let mut insert =
-                        sqlx::QueryBuilder::new(format!("INSERT INTO audit_events ({columns}) "));
-                    insert.push_values(chunk, |mut row, r| {
-                        row.push_bind(r.node_id.clone())
-                            .push_bind(r.seq as i64)
-                            .push_bind(r.version)
-                            .push_bind(r.at_us)
-                            .push_bind(r.event_type.clone())
-                            .push_bind(r.actor_kind.as_str())
-                            .push_bind(r.actor_id.clone())
-                            .push_bind(r.tenant)
-                            .push_bind(r.outcome.as_str())
-                            .push_bind(r.origin.clone())
-                            .push_bind(r.resource.clone())
-                            .push_bind(r.request_id.clone())
-                            .push_bind(r.reason.clone())
-                            .push_bind(r.prev_hash.to_vec())
-                            .push_bind(r.record_hash.to_vec());
-                    });
-                    insert
-                };
                 // One statement is its own transaction: the common batch
                 // (no checkpoint) costs one round trip.
                 let chunk_size = $crate::store::audit_sql::INSERT_CHUNK;
                 if checkpoint.is_none() && records.len() <= chunk_size {
                     if !records.is_empty() {
-                        insert(records).build().execute(&self.pool).await?;
+                        $crate::store::audit_sql::audit_insert!(_, records)
+                            .build()
+                            .persistent(false)
+                            .execute(&self.pool)
+                            .await?;
                     }
                     return Ok(());
                 }
                 let mut tx = self.pool.begin().await?;
                 for chunk in records.chunks(chunk_size) {
-                    insert(chunk).build().execute(&mut *tx).await?;
+                    $crate::store::audit_sql::audit_insert!(_, chunk)
+                        .build()
+                        .persistent(false)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Some(cp) = checkpoint {
-                    sqlx::query(
-                        "INSERT INTO audit_checkpoints \
-                         (node_id, seq, record_hash, at_us, key_id, seal) \
-                         VALUES ($1, $2, $3, $4, $5, $6)",
-                    )
-                    .bind(cp.node_id.as_str())
-                    .bind(cp.seq as i64)
-                    .bind(&cp.record_hash[..])
-                    .bind(cp.at_us)
-                    .bind(cp.key_id.as_str())
-                    .bind(&cp.seal[..])
-                    .execute(&mut *tx)
-                    .await?;
+                    $crate::store::audit_sql::insert_checkpoint!(cp)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn begin_joined(
+                &self,
+            ) -> Result<Box<dyn $crate::store::joined::JoinedTx>, $crate::store::StoreError> {
+                Ok(Box::new($crate::store::joined::SqlJoinedTx {
+                    tx: self.pool.begin().await?,
+                }))
             }
 
             async fn audit_nodes(&self) -> Result<Vec<String>, $crate::store::StoreError> {
@@ -246,6 +229,57 @@ macro_rules! impl_audit_store {
 }
 
 pub(crate) use impl_audit_store;
+
+/// A multi-row INSERT of audit records (at most [`INSERT_CHUNK`]) for
+/// database `$db` (`_` to infer it). Run it with `persistent(false)`: its
+/// text differs with every batch size.
+macro_rules! audit_insert {
+    ($db:ty, $records:expr) => {{
+        let mut insert = sqlx::QueryBuilder::<$db>::new(format!(
+            "INSERT INTO audit_events ({}) ",
+            $crate::store::audit_sql::RECORD_COLUMNS
+        ));
+        insert.push_values($records, |mut row, r| {
+            row.push_bind(r.node_id.clone())
+                .push_bind(r.seq as i64)
+                .push_bind(r.version)
+                .push_bind(r.at_us)
+                .push_bind(r.event_type.clone())
+                .push_bind(r.actor_kind.as_str())
+                .push_bind(r.actor_id.clone())
+                .push_bind(r.tenant)
+                .push_bind(r.outcome.as_str())
+                .push_bind(r.origin.clone())
+                .push_bind(r.resource.clone())
+                .push_bind(r.request_id.clone())
+                .push_bind(r.reason.clone())
+                .push_bind(r.prev_hash.to_vec())
+                .push_bind(r.record_hash.to_vec());
+        });
+        insert
+    }};
+}
+
+pub(crate) use audit_insert;
+
+/// The INSERT of a sealed checkpoint.
+macro_rules! insert_checkpoint {
+    ($cp:expr) => {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints \
+             (node_id, seq, record_hash, at_us, key_id, seal) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind($cp.node_id.as_str())
+        .bind($cp.seq as i64)
+        .bind(&$cp.record_hash[..])
+        .bind($cp.at_us)
+        .bind($cp.key_id.as_str())
+        .bind(&$cp.seal[..])
+    };
+}
+
+pub(crate) use insert_checkpoint;
 
 /// The archive row's values, checked to fit the columns.
 pub(crate) fn archive_values(

@@ -62,7 +62,6 @@ macro_rules! impl_portable_stores {
                 request_hash: &[u8; 32],
                 now: chrono::DateTime<chrono::Utc>,
             ) -> Result<$crate::idempotency::Begin, $crate::store::StoreError> {
-                use sqlx::Row;
                 let claimed = sqlx::query(
                     "INSERT INTO idempotency_keys \
                      (tenant_id, principal, idem_key, request_hash, created_at) \
@@ -79,6 +78,19 @@ macro_rules! impl_portable_stores {
                 if claimed == 1 {
                     return Ok($crate::idempotency::Begin::Fresh);
                 }
+                // Removed in between (abandoned): the caller may try again.
+                Ok(self
+                    .idempotent_state(scope, request_hash)
+                    .await?
+                    .unwrap_or($crate::idempotency::Begin::InProgress))
+            }
+
+            async fn idempotent_state(
+                &self,
+                scope: &$crate::idempotency::IdempotencyScope,
+                request_hash: &[u8; 32],
+            ) -> Result<Option<$crate::idempotency::Begin>, $crate::store::StoreError> {
+                use sqlx::Row;
                 let row = sqlx::query(
                     "SELECT request_hash, status_code, response_body, completed_at \
                      FROM idempotency_keys \
@@ -87,17 +99,19 @@ macro_rules! impl_portable_stores {
                 .bind(scope.tenant)
                 .bind(&scope.principal)
                 .bind(scope.key.as_str())
-                .fetch_one(&self.pool)
+                .fetch_optional(&self.pool)
                 .await?;
+                let Some(row) = row else { return Ok(None) };
                 let stored_hash: Vec<u8> = row.try_get("request_hash")?;
+                // Not a secret: the hash of the caller's own request.
                 if stored_hash.as_slice() != &request_hash[..] {
-                    return Ok($crate::idempotency::Begin::Mismatch);
+                    return Ok(Some($crate::idempotency::Begin::Mismatch));
                 }
                 let status: Option<i32> = row.try_get("status_code")?;
                 let body: Option<Vec<u8>> = row.try_get("response_body")?;
                 let completed_at: Option<chrono::DateTime<chrono::Utc>> =
                     row.try_get("completed_at")?;
-                Ok(match (status, body, completed_at) {
+                Ok(Some(match (status, body, completed_at) {
                     (Some(status), Some(body), Some(completed_at)) => {
                         $crate::idempotency::Begin::Replay($crate::idempotency::StoredResponse {
                             status: u16::try_from(status)
@@ -107,7 +121,7 @@ macro_rules! impl_portable_stores {
                         })
                     }
                     _ => $crate::idempotency::Begin::InProgress,
-                })
+                }))
             }
 
             async fn complete_idempotent(

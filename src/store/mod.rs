@@ -10,6 +10,7 @@ mod common;
 pub mod data_keys;
 pub mod invoices;
 pub mod mail;
+pub mod joined;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
@@ -93,6 +94,14 @@ pub trait IdempotencyStore: Send + Sync {
         request_hash: &[u8; 32],
         now: DateTime<Utc>,
     ) -> Result<Begin, StoreError>;
+    /// What a key holds, without claiming it: `None` if it was never used
+    /// (or its claim was released). For requests whose record is written
+    /// with their other rows in the audit writer's transaction (ADR 0008).
+    async fn idempotent_state(
+        &self,
+        scope: &IdempotencyScope,
+        request_hash: &[u8; 32],
+    ) -> Result<Option<Begin>, StoreError>;
     /// Stores the response of a claimed key.
     async fn complete_idempotent(
         &self,
@@ -126,6 +135,9 @@ pub trait AuditStore: Send + Sync {
         records: &[AuditRecord],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError>;
+    /// Opens the transaction in which the audit writer commits a batch of
+    /// records together with the rows of the requests it audits.
+    async fn begin_joined(&self) -> Result<Box<dyn joined::JoinedTx>, StoreError>;
     /// Every node that has written a record or a checkpoint.
     async fn audit_nodes(&self) -> Result<Vec<String>, StoreError>;
     /// A node's records after `after_seq`, in sequence order.

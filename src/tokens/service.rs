@@ -10,12 +10,14 @@ use zeroize::Zeroizing;
 
 use super::ff1::{Ff1Tokenizer, Ff1Tweak};
 use super::{KeptDigits, TokenError, TokenFormat, TokenValue, random};
-use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
+use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome, PendingAudit};
 use crate::card::{Card, CardError, Expiry, Pan};
 use crate::clock::Environment;
+use crate::idempotency::IdempotencyScope;
 use crate::ids::TenantId;
 use crate::keys::{KeyError, KeyManager, SealedRecord};
 use crate::secret::{SecretBytes, SecretString};
+use crate::store::joined::{IdempotentResponse, JoinedOutcome, JoinedRows};
 use crate::store::tokens::{StoredToken, TokenPolicy};
 use crate::store::{Store, StoreError};
 
@@ -31,6 +33,29 @@ pub struct Caller {
     pub origin: Option<String>,
     pub request_id: Option<String>,
 }
+
+/// What a tokenize request commits with its token, in the same transaction
+/// and the same group commit as its audit events (ADR 0008).
+#[derive(Default)]
+pub struct Alongside<'a> {
+    /// Events the request produced earlier and has not made durable yet
+    /// (its authentication); committed with the tokenize event.
+    pub pending: Option<&'a PendingAudit>,
+    /// The idempotency key's record, holding the answer a replay gets.
+    pub idempotent: Option<IdempotentReply<'a>>,
+}
+
+/// An idempotency key to complete with the request's answer.
+pub struct IdempotentReply<'a> {
+    pub scope: IdempotencyScope,
+    pub request_hash: [u8; 32],
+    /// The answer (status, body) for the token this request returns; `None`
+    /// if it cannot be encoded.
+    pub render: &'a RenderAnswer,
+}
+
+/// Renders a tokenize answer as (status, body).
+pub type RenderAnswer = dyn Fn(&TokenView) -> Option<(u16, Vec<u8>)> + Send + Sync;
 
 /// A card to tokenize. The CVC never comes here: it goes to the CVC vault.
 pub struct TokenizeRequest {
@@ -96,6 +121,10 @@ pub enum TokenServiceError {
     Audit(#[from] AuditError),
     #[error("could not find a free token value")]
     Exhausted,
+    /// The request's idempotency key was stored by another request
+    /// meanwhile; nothing of this one was kept.
+    #[error("the idempotency key was used meanwhile")]
+    IdempotencyKeyTaken,
 }
 
 impl From<StoreError> for TokenServiceError {
@@ -136,6 +165,18 @@ impl TokenService {
         caller: &Caller,
         request: TokenizeRequest,
     ) -> Result<(TokenView, bool), TokenServiceError> {
+        self.tokenize_with(caller, request, &Alongside::default())
+            .await
+    }
+
+    /// [`TokenService::tokenize`], committing `along` with the token row and
+    /// the tokenize event: the answer waits for one durable commit.
+    pub async fn tokenize_with(
+        &self,
+        caller: &Caller,
+        request: TokenizeRequest,
+        along: &Alongside<'_>,
+    ) -> Result<(TokenView, bool), TokenServiceError> {
         check_metadata(request.metadata.as_ref())?;
         let tenant = caller.tenant;
         let policy = self.store.token_policy(tenant).await?;
@@ -150,9 +191,12 @@ impl TokenService {
                 .token_by_fingerprint(tenant, &fingerprint)
                 .await?
         {
-            self.audit(caller, "token.tokenize", Outcome::Success, &existing.token)
-                .await?;
-            return Ok((view(&existing), false));
+            let view = view(&existing);
+            let event = self.event(caller, "token.tokenize", Outcome::Success, &existing.token);
+            return match self.commit(along, None, &view, event).await? {
+                JoinedOutcome::Written => Ok((view, false)),
+                _ => Err(TokenServiceError::IdempotencyKeyTaken),
+            };
         }
         let plaintext = encode_card(pan, request.holder_name.as_deref());
         let keep = kept_digits(policy);
@@ -194,20 +238,78 @@ impl TokenService {
                 expires_at: request.expires_at,
                 deleted_at: None,
             };
-            match self.store.insert_token(&stored).await {
-                Ok(()) => {
-                    self.audit(caller, "token.tokenize", Outcome::Success, &stored.token)
-                        .await?;
-                    return Ok((view(&stored), true));
+            let made = view(&stored);
+            let event = self.event(caller, "token.tokenize", Outcome::Success, &stored.token);
+            match self.commit(along, Some(&stored), &made, event).await? {
+                JoinedOutcome::Written => return Ok((made, true)),
+                JoinedOutcome::TokenTaken if ff1.is_some() => {
+                    return self.ff1_existing(caller, &stored, along).await;
                 }
-                Err(StoreError::Conflict(_)) if ff1.is_some() => {
-                    return self.ff1_existing(caller, &stored).await;
+                JoinedOutcome::TokenTaken => continue,
+                JoinedOutcome::IdempotencyKeyTaken => {
+                    return Err(TokenServiceError::IdempotencyKeyTaken);
                 }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(e) => return Err(e.into()),
             }
         }
         Err(TokenServiceError::Exhausted)
+    }
+
+    /// Makes the request's rows and events durable together: through the
+    /// audit writer's transaction when the sink joins rows, else the token
+    /// INSERT and then the events (a sink without a database, in benches).
+    async fn commit(
+        &self,
+        along: &Alongside<'_>,
+        token: Option<&StoredToken>,
+        made: &TokenView,
+        event: AuditEvent,
+    ) -> Result<JoinedOutcome, TokenServiceError> {
+        let mut events = along.pending.map(PendingAudit::peek).unwrap_or_default();
+        let earlier = events.len();
+        events.push(event);
+        let outcome = if self.audit.joins_rows() {
+            let idempotent = match &along.idempotent {
+                Some(reply) => {
+                    let (status, body) = (reply.render)(made)
+                        .ok_or(TokenServiceError::Store(StoreError::Internal))?;
+                    Some(IdempotentResponse {
+                        scope: reply.scope.clone(),
+                        request_hash: reply.request_hash,
+                        status,
+                        body,
+                        at: self.env.clock.now(),
+                    })
+                }
+                None => None,
+            };
+            let rows = JoinedRows {
+                idempotent,
+                token: token.cloned(),
+            };
+            self.audit.commit_joined(rows, events).await?
+        } else {
+            // Nothing here could store the answer with the token: refuse
+            // rather than answer a request whose replay would differ.
+            if along.idempotent.is_some() {
+                tracing::error!("an idempotent tokenize needs an audit sink that joins rows");
+                return Err(TokenServiceError::Store(StoreError::Internal));
+            }
+            if let Some(token) = token {
+                match self.store.insert_token(token).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict(_)) => return Ok(JoinedOutcome::TokenTaken),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.audit.record_all(events).await?;
+            JoinedOutcome::Written
+        };
+        if outcome == JoinedOutcome::Written
+            && let Some(pending) = along.pending
+        {
+            pending.committed(earlier);
+        }
+        Ok(outcome)
     }
 
     /// The FF1 token of `pan` under the tenant's FF1 key, tweaked by the
@@ -232,14 +334,18 @@ impl TokenService {
         &self,
         caller: &Caller,
         wanted: &StoredToken,
+        along: &Alongside<'_>,
     ) -> Result<(TokenView, bool), TokenServiceError> {
         use subtle::ConstantTimeEq;
         let existing = self.store.token(wanted.tenant, &wanted.token).await?;
         let same_card = bool::from(existing.fingerprint.ct_eq(&wanted.fingerprint));
         if existing.deleted_at.is_none() && existing.format == "ff1" && same_card {
-            self.audit(caller, "token.tokenize", Outcome::Success, &existing.token)
-                .await?;
-            return Ok((view(&existing), false));
+            let view = view(&existing);
+            let event = self.event(caller, "token.tokenize", Outcome::Success, &existing.token);
+            return match self.commit(along, None, &view, event).await? {
+                JoinedOutcome::Written => Ok((view, false)),
+                _ => Err(TokenServiceError::IdempotencyKeyTaken),
+            };
         }
         Err(TokenServiceError::Ff1Taken)
     }
@@ -257,11 +363,25 @@ impl TokenService {
         caller: &Caller,
         token: &str,
     ) -> Result<Detokenized, TokenServiceError> {
+        self.detokenize_with(caller, token, None).await
+    }
+
+    /// [`TokenService::detokenize`], committing `pending` (the request's
+    /// authentication) with the detokenize event in one group commit.
+    pub async fn detokenize_with(
+        &self,
+        caller: &Caller,
+        token: &str,
+        pending: Option<&PendingAudit>,
+    ) -> Result<Detokenized, TokenServiceError> {
+        let audit = |outcome| {
+            let event = self.event(caller, "token.detokenize", outcome, token);
+            self.record_with(pending, event)
+        };
         let stored = match self.live(caller.tenant, token).await {
             Ok(s) => s,
             Err(e) => {
-                self.audit(caller, "token.detokenize", Outcome::Failure, token)
-                    .await?;
+                audit(Outcome::Failure).await?;
                 return Err(e);
             }
         };
@@ -272,15 +392,13 @@ impl TokenService {
         {
             Ok(p) => p,
             Err(e) => {
-                self.audit(caller, "token.detokenize", Outcome::Failure, token)
-                    .await?;
+                audit(Outcome::Failure).await?;
                 return Err(e.into());
             }
         };
         let (number, holder_name) = decode_card(opened.expose_secret())?;
         let expiry = Expiry::new(u32::from(stored.exp_month), u32::from(stored.exp_year))?;
-        self.audit(caller, "token.detokenize", Outcome::Success, token)
-            .await?;
+        audit(Outcome::Success).await?;
         Ok(Detokenized {
             number,
             holder_name,
@@ -367,25 +485,51 @@ impl TokenService {
         outcome: Outcome,
         token: &str,
     ) -> Result<(), AuditError> {
+        self.audit
+            .record(self.event(caller, event_type, outcome, token))
+            .await
+    }
+
+    /// Records `event` after the request's pending events, in one commit.
+    async fn record_with(
+        &self,
+        pending: Option<&PendingAudit>,
+        event: AuditEvent,
+    ) -> Result<(), AuditError> {
+        let mut events = pending.map(PendingAudit::peek).unwrap_or_default();
+        let earlier = events.len();
+        events.push(event);
+        self.audit.record_all(events).await?;
+        if let Some(pending) = pending {
+            pending.committed(earlier);
+        }
+        Ok(())
+    }
+
+    fn event(
+        &self,
+        caller: &Caller,
+        event_type: &str,
+        outcome: Outcome,
+        token: &str,
+    ) -> AuditEvent {
         // A caller-supplied token string is only recorded if it is token-shaped
         // (never passes Luhn), so a PAN sent in its place is never written.
         let resource = TokenValue::parse(token)
             .map(|t| t.as_str().to_owned())
             .unwrap_or_else(|_| "(not a token)".to_owned());
-        self.audit
-            .record(AuditEvent {
-                event_type: event_type.to_owned(),
-                at: self.env.clock.now(),
-                actor_kind: caller.actor_kind,
-                actor_id: caller.actor_id.clone(),
-                tenant: Some(caller.tenant),
-                outcome,
-                origin: caller.origin.clone(),
-                resource: Some(resource),
-                request_id: caller.request_id.clone(),
-                reason: None,
-            })
-            .await
+        AuditEvent {
+            event_type: event_type.to_owned(),
+            at: self.env.clock.now(),
+            actor_kind: caller.actor_kind,
+            actor_id: caller.actor_id.clone(),
+            tenant: Some(caller.tenant),
+            outcome,
+            origin: caller.origin.clone(),
+            resource: Some(resource),
+            request_id: caller.request_id.clone(),
+            reason: None,
+        }
     }
 }
 

@@ -1057,7 +1057,147 @@ async fn two_writers_misconfigured_with_one_node_id_never_fork_the_chain(backend
     assert_eq!(report.nodes[0].records_checked, 5);
 }
 
+/// A token row with no card data (a tombstone shape), for joined commits.
+fn token_row(
+    tenant: voltvault::ids::TenantId,
+    token: &str,
+) -> voltvault::store::tokens::StoredToken {
+    voltvault::store::tokens::StoredToken {
+        tenant,
+        token: token.into(),
+        format: "random".into(),
+        brand: "visa".into(),
+        last4: token[token.len() - 4..].into(),
+        bin: None,
+        exp_month: 12,
+        exp_year: 2034,
+        fingerprint: [9; 32],
+        sealed: None,
+        metadata: None,
+        created_at: at(1),
+        expires_at: None,
+        deleted_at: None,
+    }
+}
+
+/// Rows handed to the writer (ADR 0008) are committed with the events of
+/// the same call or not at all: a taken idempotency key or token value
+/// keeps nothing of that call, not even its events, and the chain verifies.
+async fn rows_ride_in_the_writers_commit_and_a_refused_one_keeps_nothing(backend: Backend) {
+    use voltvault::idempotency::{Begin, IdempotencyKey, IdempotencyScope};
+    use voltvault::store::joined::{IdempotentResponse, JoinedOutcome, JoinedRows};
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let tenant = voltvault::tenants::Tenant {
+        id: voltvault::ids::TenantId::generate(),
+        name: voltvault::tenants::TenantName::parse("joined").unwrap(),
+        created_at: at(0),
+    };
+    store.insert_tenant(&tenant).await.unwrap();
+    let scope = |key: &str| IdempotencyScope {
+        tenant: tenant.id,
+        principal: "client:a".into(),
+        key: IdempotencyKey::parse(key).unwrap(),
+    };
+    let rows = |key: &str, token: &str| JoinedRows {
+        idempotent: Some(IdempotentResponse {
+            scope: scope(key),
+            request_hash: [7; 32],
+            status: 201,
+            body: format!("{{\"token\":\"{token}\"}}").into_bytes(),
+            at: at(1),
+        }),
+        token: Some(token_row(tenant.id, token)),
+    };
+    let task = writer(&store, "n1").await;
+    let sink = task.handle();
+    assert!(sink.joins_rows());
+    let first = sink.commit_joined(rows("k1", "9000000000001234"), vec![event(1)]);
+    assert_eq!(first.await.unwrap(), JoinedOutcome::Written);
+    // The same key again, with another token: refused, its token not written.
+    let again = sink.commit_joined(rows("k1", "9000000000005678"), vec![event(2)]);
+    assert_eq!(again.await.unwrap(), JoinedOutcome::IdempotencyKeyTaken);
+    // Another key with a token value already held: refused, its key not kept.
+    let clash = sink.commit_joined(rows("k2", "9000000000001234"), vec![event(3)]);
+    assert_eq!(clash.await.unwrap(), JoinedOutcome::TokenTaken);
+    // Eight at once with one key, likely in one batch: exactly one wins.
+    let racing = futures_util::future::join_all((0..8).map(|i| {
+        sink.commit_joined(
+            rows("k3", &format!("90000000001000{i:02}")),
+            vec![event(10 + i)],
+        )
+    }))
+    .await;
+    let won: Vec<usize> = racing
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| *r.as_ref().unwrap() == JoinedOutcome::Written)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(won.len(), 1, "{racing:?}");
+    assert!(racing.iter().all(|r| matches!(
+        r,
+        Ok(JoinedOutcome::Written | JoinedOutcome::IdempotencyKeyTaken)
+    )));
+
+    store.token(tenant.id, "9000000000001234").await.unwrap();
+    assert!(store.token(tenant.id, "9000000000005678").await.is_err());
+    let winner = format!("90000000001000{:02}", won[0]);
+    store.token(tenant.id, &winner).await.unwrap();
+    for i in (0..8).filter(|i| *i != won[0]) {
+        let loser = format!("90000000001000{i:02}");
+        assert!(store.token(tenant.id, &loser).await.is_err());
+    }
+    match store
+        .idempotent_state(&scope("k1"), &[7; 32])
+        .await
+        .unwrap()
+    {
+        Some(Begin::Replay(stored)) => {
+            assert_eq!(stored.status, 201);
+            assert_eq!(stored.body, b"{\"token\":\"9000000000001234\"}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .idempotent_state(&scope("k1"), &[8; 32])
+            .await
+            .unwrap(),
+        Some(Begin::Mismatch)
+    );
+    assert_eq!(
+        store
+            .idempotent_state(&scope("k2"), &[7; 32])
+            .await
+            .unwrap(),
+        None
+    );
+    // audit.start, the first call's event and the race winner's: no more.
+    let report = verify(&store).await;
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.nodes[0].records_checked, 3);
+    let chain = store.audit_chain_page("n1", 0, 10).await.unwrap();
+    let resources: Vec<_> = chain.iter().map(|r| r.resource.clone()).collect();
+    assert_eq!(
+        resources,
+        [
+            None,
+            Some("tok_1".into()),
+            Some(format!("tok_{}", 10 + won[0]))
+        ]
+    );
+    // A database that is gone fails the call; nothing is answered as written.
+    store.close().await;
+    let gone = sink.commit_joined(rows("k4", "9000000000009999"), vec![event(4)]);
+    assert!(matches!(
+        gone.await,
+        Err(voltvault::audit::AuditError::Unavailable)
+    ));
+}
+
 crate::on_both_databases!(
+    rows_ride_in_the_writers_commit_and_a_refused_one_keeps_nothing,
     two_writers_misconfigured_with_one_node_id_never_fork_the_chain,
     old_records_are_archived_to_a_file_and_the_chain_still_verifies,
     auditors_search_export_and_verify_over_http,

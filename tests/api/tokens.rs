@@ -189,6 +189,87 @@ async fn tokenize_read_detokenize_round_trip_for_every_brand(backend: Backend) {
     assert!(records.iter().all(|r| r.outcome == Outcome::Success));
 }
 
+/// A tokenize commits its authentication event, its token and its stored
+/// answer with its tokenize event, in one transaction of the audit writer
+/// (ADR 0008): the two events sit next to each other on the chain, the
+/// replay is the first answer byte for byte, and requests racing on one key
+/// make one token.
+async fn a_tokenize_is_one_commit_with_its_authentication(backend: Backend) {
+    let t = setup(backend).await;
+    let first = t.tokenize(&t.app_key, "joined-1", card(CARDS[1])).await;
+    assert_eq!(first.status(), 201);
+    let first = first.bytes().await.unwrap();
+    let token = serde_json::from_slice::<Value>(&first).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut query = AuditQuery::new();
+    query.resource = Some(token.clone());
+    let records = t.app.store.search_audit(&query).await.unwrap();
+    assert_eq!(records.len(), 1);
+    let tokenized = &records[0];
+    assert_eq!(tokenized.event_type, "token.tokenize");
+    let before = t
+        .app
+        .store
+        .audit_chain_page(&tokenized.node_id, tokenized.seq - 2, 1)
+        .await
+        .unwrap();
+    assert_eq!(before[0].event_type, "auth.authenticate");
+    assert_eq!(before[0].outcome, Outcome::Success);
+    assert_eq!(before[0].request_id, tokenized.request_id);
+    assert!(tokenized.request_id.is_some());
+
+    let again = t.tokenize(&t.app_key, "joined-1", card(CARDS[1])).await;
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.bytes().await.unwrap(), first);
+
+    let mut query = AuditQuery::new();
+    query.event_type = Some("token.tokenize".into());
+    let tokenized_before = t.app.store.search_audit(&query).await.unwrap().len();
+    let racing = futures_util::future::join_all(
+        (0..6).map(|_| t.tokenize(&t.app_key, "joined-2", card(CARDS[2]))),
+    )
+    .await;
+    let mut tokens = std::collections::HashSet::new();
+    for response in racing {
+        match response.status().as_u16() {
+            201 => {
+                let body: Value = response.json().await.unwrap();
+                tokens.insert(body["token"].as_str().unwrap().to_owned());
+            }
+            409 => {
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "idempotency_in_progress");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    let tokenized_after = t.app.store.search_audit(&query).await.unwrap().len();
+    assert_eq!(tokenized_after, tokenized_before + 1);
+
+    // Detokenize: its authentication and the detokenize event, one commit.
+    let session = t.admin_session().await;
+    assert_eq!(t.detokenize(&session, &token).await.status(), 200);
+    let mut query = AuditQuery::new();
+    query.event_type = Some("token.detokenize".into());
+    let detokenized = t.app.store.search_audit(&query).await.unwrap();
+    let detokenized = detokenized.last().unwrap();
+    let before = t
+        .app
+        .store
+        .audit_chain_page(&detokenized.node_id, detokenized.seq - 2, 1)
+        .await
+        .unwrap();
+    assert_eq!(before[0].event_type, "auth.authenticate");
+    assert_eq!(before[0].request_id, detokenized.request_id);
+    let reader = voltvault::audit::Reader::command_line("test");
+    let report = t.app.audit.verify(&reader).await.unwrap();
+    assert!(report.ok, "{report:?}");
+}
+
 async fn replays_are_answered_from_the_first_response(backend: Backend) {
     let t = setup(backend).await;
     let first = t.tokenize(&t.app_key, "same", card(CARDS[0])).await;
@@ -644,6 +725,7 @@ crate::on_both_databases!(
     ff1_tokens_survive_rotate_kek,
     tokenize_read_detokenize_round_trip_for_every_brand,
     replays_are_answered_from_the_first_response,
+    a_tokenize_is_one_commit_with_its_authentication,
     bad_cards_get_stable_codes_and_store_nothing,
     tokens_stay_in_their_tenant,
     only_admins_with_a_fresh_factor_detokenize_and_delete_shreds,

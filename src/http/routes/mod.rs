@@ -44,9 +44,20 @@ pub struct RouteSpec {
     pub access: Access,
 }
 
+/// When a route's authentication event is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthEvent {
+    /// By the guard, before the handler runs.
+    Recorded,
+    /// With the handler's own audit events, in one group commit (ADR 0008):
+    /// the guard leaves it in the request's [`crate::audit::PendingAudit`]
+    /// and records whatever the handler left there before the answer leaves.
+    WithRequest,
+}
+
 /// A router under construction that remembers what it was given.
 pub struct ApiRoutes {
-    routes: Vec<(RouteSpec, MethodRouter<AppState>)>,
+    routes: Vec<(RouteSpec, AuthEvent, MethodRouter<AppState>)>,
 }
 
 impl ApiRoutes {
@@ -54,7 +65,37 @@ impl ApiRoutes {
         Self { routes: Vec::new() }
     }
 
-    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    fn add<H, T>(self, method: Method, path: &'static str, access: Access, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add_as(method, path, access, AuthEvent::Recorded, handler)
+    }
+
+    /// A route whose handler commits the authentication event with its own.
+    fn add_joined<H, T>(
+        self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        self.add_as(method, path, access, AuthEvent::WithRequest, handler)
+    }
+
+    fn add_as<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        access: Access,
+        auth_event: AuthEvent,
+        handler: H,
+    ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -69,21 +110,25 @@ impl ApiRoutes {
                 path,
                 access,
             },
+            auth_event,
             method_router,
         ));
         self
     }
 
     pub fn specs(&self) -> Vec<RouteSpec> {
-        self.routes.iter().map(|(spec, _)| spec.clone()).collect()
+        self.routes
+            .iter()
+            .map(|(spec, _, _)| spec.clone())
+            .collect()
     }
 
     /// The router, every route behind the guard for its access.
     pub fn into_router(self, state: AppState) -> Router {
         let mut router: Router<AppState> = Router::new();
-        for (spec, method_router) in self.routes {
+        for (spec, auth_event, method_router) in self.routes {
             let guarded = method_router.route_layer(axum::middleware::from_fn_with_state(
-                (state.clone(), spec.access),
+                (state.clone(), spec.access, auth_event),
                 super::auth::guard,
             ));
             router = router.route(spec.path, guarded);
@@ -109,7 +154,7 @@ pub fn api_routes() -> ApiRoutes {
         )
         .add(Method::GET, "/v1/whoami", Access::Public, meta::whoami)
         // cards and tokens
-        .add(
+        .add_joined(
             Method::POST,
             "/v1/tokens",
             perm(P::TokensCreate),
@@ -133,7 +178,7 @@ pub fn api_routes() -> ApiRoutes {
             perm(P::TokensDelete),
             tokens::delete_token,
         )
-        .add(
+        .add_joined(
             Method::POST,
             "/v1/tokens/{token}/detokenize",
             perm(P::TokensDetokenize),

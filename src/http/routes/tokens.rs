@@ -10,17 +10,20 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::audit::PendingAudit;
 use crate::auth::Principal;
 use crate::card::{Card, Cvc, CvcVault};
 use crate::http::AppState;
-use crate::http::auth::RequestOrigin;
+use crate::http::auth::{Pending, RequestOrigin};
 use crate::http::error::ApiError;
 use crate::http::extract::json_from_bytes;
-use crate::http::idempotency;
+use crate::http::idempotency::{self, JoinedKey, KeyTaken};
 use crate::keys::KeyError;
 use crate::secret::SecretString;
 use crate::store::StoreError;
-use crate::tokens::service::{Caller, TokenServiceError, TokenView, TokenizeRequest};
+use crate::tokens::service::{
+    Alongside, Caller, IdempotentReply, TokenServiceError, TokenView, TokenizeRequest,
+};
 use crate::tokens::{TokenError, TokenFormat};
 
 /// The most cards one batch may carry.
@@ -143,6 +146,8 @@ pub fn service_error(error: TokenServiceError) -> ApiError {
         E::Store(StoreError::Unavailable) => ApiError::unavailable("database_unavailable"),
         E::Store(_) | E::Exhausted => ApiError::internal(),
         E::Audit(_) => ApiError::unavailable("audit_unavailable"),
+        E::IdempotencyKeyTaken => ApiError::new(StatusCode::CONFLICT, "idempotency_in_progress")
+            .with_detail("a request with this Idempotency-Key is still being processed"),
     }
 }
 
@@ -204,6 +209,42 @@ async fn tokenize_one(
     })
 }
 
+/// One tokenize whose token row, idempotency record (holding this very
+/// answer) and audit events, the request's authentication included, are
+/// committed together in the audit writer's group commit (ADR 0008).
+async fn tokenize_joined(
+    state: &AppState,
+    caller: &Caller,
+    body: TokenizeBody,
+    key: JoinedKey,
+    pending: Option<&PendingAudit>,
+) -> Result<(Vec<u8>, Option<Cvc>, String), TokenServiceError> {
+    let (request, cvc) = card_request(state, body)?;
+    let cvc_held_until = cvc
+        .as_ref()
+        .map(|_| state.env.clock.now() + crate::card::CVC_TTL);
+    let render = move |view: &TokenView| {
+        let answer = TokenizeResponse {
+            token: view.clone(),
+            cvc_held_until,
+        };
+        serde_json::to_vec(&answer)
+            .ok()
+            .map(|body| (StatusCode::CREATED.as_u16(), body))
+    };
+    let along = Alongside {
+        pending,
+        idempotent: Some(IdempotentReply {
+            scope: key.scope,
+            request_hash: key.request_hash,
+            render: &render,
+        }),
+    };
+    let (view, _) = state.tokens.tokenize_with(caller, request, &along).await?;
+    let (_, body) = render(&view).ok_or(TokenServiceError::Store(StoreError::Internal))?;
+    Ok((body, cvc, view.token))
+}
+
 /// The shell of a mutating JSON route: at most once per Idempotency-Key,
 /// then the body parsed and handed to `work`.
 pub(crate) async fn once_with_json<T, F, Fut>(
@@ -246,11 +287,50 @@ pub async fn tokenize(
     State(state): State<AppState>,
     principal: Principal,
     origin: RequestOrigin,
+    Pending(pending): Pending,
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     body: Bytes,
 ) -> Response {
     let caller = caller(&principal, &origin);
+    if state.audit.joins_rows() {
+        return idempotency::once_joined(
+            &state,
+            &principal,
+            &headers,
+            &Method::POST,
+            uri.path(),
+            &body,
+            |key| async {
+                let parsed = match json_from_bytes::<TokenizeBody>(&headers, &body) {
+                    Ok(parsed) => parsed,
+                    Err(e) => return Ok(e.into_response()),
+                };
+                match tokenize_joined(&state, &caller, parsed, key, pending.as_ref()).await {
+                    Ok((answer, cvc, token)) => {
+                        if let Some(cvc) = cvc
+                            && state.cvcs.put((caller.tenant, token), cvc).is_err()
+                        {
+                            // The token is stored; the CVC could not be held.
+                            return Ok(service_error(TokenServiceError::Keys(
+                                KeyError::IntegrityFailure,
+                            ))
+                            .into_response());
+                        }
+                        let mut response = (StatusCode::CREATED, answer).into_response();
+                        response.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        Ok(response)
+                    }
+                    Err(TokenServiceError::IdempotencyKeyTaken) => Err(KeyTaken),
+                    Err(e) => Ok(service_error(e).into_response()),
+                }
+            },
+        )
+        .await;
+    }
     once_with_json(
         &state,
         &principal,
@@ -348,11 +428,12 @@ pub async fn detokenize(
     State(state): State<AppState>,
     principal: Principal,
     origin: RequestOrigin,
+    Pending(pending): Pending,
     Path(token): Path<String>,
 ) -> Response {
     match state
         .tokens
-        .detokenize(&caller(&principal, &origin), &token)
+        .detokenize_with(&caller(&principal, &origin), &token, pending.as_ref())
         .await
     {
         Ok(card) => {
