@@ -40,3 +40,7 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON webhooks, webhook_deliveries TO voltvaul
 
 -- Accounts, their payment methods (tokens) and RFID cards.
 GRANT SELECT, INSERT, UPDATE, DELETE ON accounts, account_payment_methods, rfid_cards TO voltvault;
+
+-- Prepaid wallets and their holds; the ledger is append and read only.
+GRANT SELECT, INSERT, UPDATE ON wallets, wallet_holds TO voltvault;
+GRANT SELECT, INSERT ON wallet_entries TO voltvault;

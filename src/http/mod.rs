@@ -58,6 +58,8 @@ pub struct AppState {
     pub billing: Arc<crate::billing::service::BillingService>,
     /// Drivers' and fleets' accounts, their tokens and RFID cards.
     pub accounts: Arc<crate::accounts::service::AccountService>,
+    /// Prepaid wallets of accounts and their top-ups.
+    pub wallets: Arc<crate::wallets::service::WalletService>,
 }
 
 /// Limits the edge enforces on every request.

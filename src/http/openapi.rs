@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use super::error::Problem;
 use super::routes::{
-    accounts, admin, audit, auth, billing, meta, payments, tariffs, tokens, webhooks,
+    accounts, admin, audit, auth, billing, meta, payments, tariffs, tokens, wallets, webhooks,
 };
 
 #[derive(OpenApi)]
@@ -33,7 +33,8 @@ use super::routes::{
         webhooks::create, webhooks::list, webhooks::delete, webhooks::deliveries,
         accounts::create, accounts::list, accounts::get, accounts::add_payment_method,
         accounts::payment_methods, accounts::remove_payment_method, accounts::register_rfid,
-        accounts::rfid_cards, accounts::block_rfid, accounts::sessions
+        accounts::rfid_cards, accounts::block_rfid, accounts::sessions,
+        wallets::put, wallets::get, wallets::top_up
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
@@ -62,7 +63,10 @@ use super::routes::{
         accounts::AccountCreate, accounts::PaymentMethodAdd, accounts::RfidRegister,
         crate::accounts::AccountKind, crate::accounts::RfidStatus,
         crate::accounts::service::AccountView, crate::accounts::service::AccountPage,
-        crate::accounts::service::MethodView, crate::accounts::service::RfidView
+        crate::accounts::service::MethodView, crate::accounts::service::RfidView,
+        wallets::WalletPut, wallets::TopUpCreate, wallets::AmountIn,
+        crate::wallets::service::WalletView, crate::wallets::service::EntryView,
+        crate::wallets::service::TopUpView, crate::wallets::EntryKind
     )),
     modifiers(&BearerAuth)
 )]

@@ -13,6 +13,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod tariffs;
 pub mod tokens;
+pub mod wallets;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -285,6 +286,7 @@ pub trait Store:
     + webhooks::WebhookStore
     + billing::BillingStore
     + accounts::AccountStore
+    + wallets::WalletStore
     + Send
     + Sync
 {

@@ -21,4 +21,5 @@ mod payments_crash;
 mod store;
 mod tariffs;
 mod tokens;
+mod wallets;
 mod webhooks;

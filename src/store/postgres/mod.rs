@@ -68,5 +68,6 @@ super::billing::impl_billing_store!(PostgresStore);
 super::auth_sql::impl_auth_store!(PostgresStore, sqlx::postgres::PgRow);
 super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 super::accounts::impl_account_store!(PostgresStore, sqlx::postgres::PgRow);
+super::wallets::impl_wallet_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

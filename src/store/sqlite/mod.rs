@@ -66,5 +66,6 @@ super::billing::impl_billing_store!(SqliteStore);
 super::auth_sql::impl_auth_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::accounts::impl_account_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+super::wallets::impl_wallet_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);

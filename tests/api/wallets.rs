@@ -1,0 +1,328 @@
+//! Prepaid wallets on both databases: opening one, top-ups charged to a
+//! token through the simulator (credited once, a decline credits nothing),
+//! bad input and tenancy.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use voltvault::audit::AuditQuery;
+use voltvault::auth::policy::Role;
+use voltvault::auth::{Actor, Origin};
+
+use crate::accounts::{driver_with_card, get, tokenize};
+use crate::helpers::Backend;
+use crate::payments::{Charging, charging, fast_workers};
+
+const DECLINE_FUNDS: &str = "4000000000009995";
+
+async fn put(
+    w: &Charging,
+    app: &reqwest::Client,
+    account: &str,
+    body: Value,
+) -> (StatusCode, Value) {
+    let r = app
+        .put(w.app.url(&format!("/v1/accounts/{account}/wallet")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+pub async fn open_wallet(
+    w: &Charging,
+    app: &reqwest::Client,
+    account: &str,
+    threshold: i64,
+    pays_sessions: bool,
+) {
+    let (status, v) = put(
+        w,
+        app,
+        account,
+        json!({"currency": "EUR", "low_balance_threshold": threshold, "pays_sessions": pays_sessions}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+}
+
+pub async fn top_up(
+    w: &Charging,
+    app: &reqwest::Client,
+    account: &str,
+    key: &str,
+    value: i64,
+) -> (StatusCode, Value) {
+    w.post(
+        app,
+        &format!("/v1/accounts/{account}/wallet/top-ups"),
+        key,
+        json!({"amount": {"value": value, "currency": "EUR"}}),
+    )
+    .await
+}
+
+fn value(v: &Value) -> i64 {
+    v["value"].as_i64().unwrap()
+}
+
+async fn a_wallet_is_opened_and_topped_up_once(backend: Backend) {
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, token) = driver_with_card(&w, &app, "w1").await;
+    let path = format!("/v1/accounts/{account}/wallet");
+
+    // No wallet yet.
+    let (status, p) = get(&w, &app, &path).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("wallet_not_found"))
+    );
+    let (status, p) = top_up(&w, &app, &account, "t-0", 1000).await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("wallet_not_found")),
+        "{p}"
+    );
+
+    let (status, v) = put(
+        &w,
+        &app,
+        &account,
+        json!({"currency": "EUR", "low_balance_threshold": 500}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(value(&v["balance"]), 0);
+    assert_eq!(v["currency"], "EUR");
+    assert_eq!(v["pays_sessions"], false);
+    assert_eq!(value(&v["low_balance_threshold"]), 500);
+
+    // A top-up: charged to the default token, credited once.
+    let before = w.app.db.count_rows("payment_intents").await;
+    let (status, t) = top_up(&w, &app, &account, "t-1", 2500).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(t["token"], token.as_str());
+    assert_eq!(value(&t["wallet"]["balance"]), 2500);
+    assert_eq!(value(&t["wallet"]["available"]), 2500);
+    assert_eq!(t["wallet"]["entries"][0]["kind"], "top_up");
+    assert!(t["top_up_id"].as_str().unwrap().starts_with("tu_"));
+    // A top-up is not a payment session.
+    assert_eq!(w.app.db.count_rows("payment_intents").await, before);
+    // The same request again: the same answer, no second credit.
+    let (status, again) = top_up(&w, &app, &account, "t-1", 2500).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(again["top_up_id"], t["top_up_id"]);
+    let (_, v) = get(&w, &app, &path).await;
+    assert_eq!(value(&v["balance"]), 2500, "{v}");
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    // Another key is another top-up, to a named payment method.
+    let (status, t2) = w
+        .post(
+            &app,
+            &format!("/v1/accounts/{account}/wallet/top-ups"),
+            "t-2",
+            json!({"amount": {"value": 1000, "currency": "EUR"}, "token": token}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{t2}");
+    assert_eq!(value(&t2["wallet"]["balance"]), 3500);
+
+    // A declined card: 422, nothing credited.
+    let poor = tokenize(&w, &app, DECLINE_FUNDS, "w1-poor").await;
+    let (status, _) = w
+        .post(
+            &app,
+            &format!("/v1/accounts/{account}/payment-methods"),
+            "w1-pm2",
+            json!({"token": poor}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, p) = w
+        .post(
+            &app,
+            &format!("/v1/accounts/{account}/wallet/top-ups"),
+            "t-3",
+            json!({"amount": {"value": 1000, "currency": "EUR"}, "token": poor}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(p["code"], "payment_declined");
+    let (_, v) = get(&w, &app, &path).await;
+    assert_eq!(value(&v["balance"]), 3500);
+    assert_eq!(w.app.db.count_rows("wallet_entries").await, 2);
+
+    // Changing the settings keeps the money; the currency is fixed now.
+    let (status, v) = put(
+        &w,
+        &app,
+        &account,
+        json!({"currency": "EUR", "low_balance_threshold": 800, "pays_sessions": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(value(&v["balance"]), 3500);
+    assert_eq!(v["pays_sessions"], true);
+    let (status, p) = put(
+        &w,
+        &app,
+        &account,
+        json!({"currency": "GBP", "low_balance_threshold": 800}),
+    )
+    .await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::CONFLICT, Some("wallet_currency_fixed"))
+    );
+
+    // Audited: configuration and top-ups (the declined one as a failure).
+    let events = w
+        .app
+        .store
+        .search_audit(&AuditQuery {
+            limit: 1000,
+            ..AuditQuery::new()
+        })
+        .await
+        .unwrap();
+    let count = |t: &str| events.iter().filter(|e| e.event_type == t).count();
+    assert_eq!(count("wallet.configure"), 2);
+    assert_eq!(count("wallet.top_up"), 3);
+    for e in &events {
+        let text = format!("{:?} {:?}", e.resource, e.reason);
+        assert!(!text.contains("4242424242424242"), "{text}");
+    }
+}
+
+async fn bad_wallet_input_is_refused_and_writes_nothing(backend: Backend) {
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, _) = driver_with_card(&w, &app, "b1").await;
+    open_wallet(&w, &app, &account, 100, false).await;
+    let (status, _) = top_up(&w, &app, &account, "ok-1", 1000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let entries = w.app.db.count_rows("wallet_entries").await;
+    let top_ups = format!("/v1/accounts/{account}/wallet/top-ups");
+
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"amount": {"value": 0, "currency": "EUR"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"amount": {"value": -500, "currency": "EUR"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"amount": {"value": 500, "currency": "XYZ"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_currency",
+        ),
+        (
+            json!({"amount": {"value": 500, "currency": "GBP"}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+        ),
+        (
+            json!({"amount": {"value": 500, "currency": "EUR"}, "token": "nope"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "token_not_a_payment_method",
+        ),
+        (
+            json!({"amount": 500}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+    ];
+    for (i, (body, status, code)) in cases.into_iter().enumerate() {
+        let (got, p) = w
+            .post(&app, &top_ups, &format!("bad-{i}"), body.clone())
+            .await;
+        assert_eq!(
+            (got, p["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {p}"
+        );
+    }
+    for (body, status, code) in [
+        (
+            json!({"currency": "XYZ", "low_balance_threshold": 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_currency",
+        ),
+        (
+            json!({"currency": "EUR", "low_balance_threshold": -1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+        ),
+        (
+            json!({"currency": "EUR"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+        ),
+    ] {
+        let (got, p) = put(&w, &app, &account, body.clone()).await;
+        assert_eq!(
+            (got, p["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {p}"
+        );
+    }
+    let (got, p) = put(
+        &w,
+        &app,
+        "not-an-id",
+        json!({"currency": "EUR", "low_balance_threshold": 1}),
+    )
+    .await;
+    assert_eq!(
+        (got, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("account_not_found"))
+    );
+
+    // Another tenant: the account is unknown there, and nothing is charged.
+    let other = w
+        .app
+        .auth
+        .create_tenant("elsewhere", &Actor::cli(), &Origin::cli())
+        .await
+        .unwrap()
+        .id;
+    let (_, key) = w
+        .app
+        .auth
+        .create_api_key(other, "app", Role::App, None, &Actor::cli(), &Origin::cli())
+        .await
+        .unwrap();
+    let stranger = w.app.bearer_client(key.expose_secret());
+    let (got, p) = top_up(&w, &stranger, &account, "x-1", 500).await;
+    assert_eq!(
+        (got, p["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("account_not_found")),
+        "{p}"
+    );
+    let (got, _) = get(&w, &stranger, &format!("/v1/accounts/{account}/wallet")).await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+    let (got, _) = put(
+        &w,
+        &stranger,
+        &account,
+        json!({"currency": "EUR", "low_balance_threshold": 0}),
+    )
+    .await;
+    assert_eq!(got, StatusCode::NOT_FOUND);
+
+    assert_eq!(w.app.db.count_rows("wallet_entries").await, entries);
+    let (_, v) = get(&w, &app, &format!("/v1/accounts/{account}/wallet")).await;
+    assert_eq!(value(&v["balance"]), 1000);
+    assert_eq!(value(&v["low_balance_threshold"]), 100);
+}
+
+crate::on_both_databases!(
+    a_wallet_is_opened_and_topped_up_once,
+    bad_wallet_input_is_refused_and_writes_nothing,
+);
