@@ -322,7 +322,145 @@ async fn bad_wallet_input_is_refused_and_writes_nothing(backend: Backend) {
     assert_eq!(value(&v["low_balance_threshold"]), 100);
 }
 
+async fn sessions_pay_from_the_wallet_without_a_card(backend: Backend) {
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, _) = driver_with_card(&w, &app, "s1").await;
+    open_wallet(&w, &app, &account, 0, true).await;
+    let (status, _) = top_up(&w, &app, &account, "s1-t", 3000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let wallet_path = format!("/v1/accounts/{account}/wallet");
+    let decrypts = |events: &[voltvault::audit::AuditRecord]| {
+        events
+            .iter()
+            .filter(|e| e.event_type == "card.decrypt")
+            .count()
+    };
+    let audit = || async {
+        w.app
+            .store
+            .search_audit(&AuditQuery {
+                limit: 1000,
+                ..AuditQuery::new()
+            })
+            .await
+            .unwrap()
+    };
+    let decrypted_before = decrypts(&audit().await);
+
+    // A tap: the hold is reserved from the wallet, not asked of a card.
+    let (status, s) = w
+        .open("s1-tap", json!({"rfid_uid": "04A2B3C4D5E6F7"}), 2000)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "authorized", "{s}");
+    assert_eq!(s["account_id"], account.as_str());
+    assert_eq!(s["token"], format!("wallet_{account}"));
+    let id = s["id"].as_str().unwrap().to_owned();
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (
+            value(&v["balance"]),
+            value(&v["reserved"]),
+            value(&v["available"])
+        ),
+        (3000, 2000, 1000),
+        "{v}"
+    );
+
+    // A second one finds too little available: declined, nothing reserved.
+    let (status, d) = w
+        .post(
+            &app,
+            "/v1/payment-sessions",
+            "s1-acct",
+            crate::payments::open_body(json!({"account_id": account}), 2000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{d}");
+    assert_eq!(d["status"], "declined", "{d}");
+    assert_eq!(d["decline_code"], "insufficient_funds");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(value(&v["reserved"]), 2000);
+
+    // Completing captures the cost from the balance and releases the rest.
+    w.meter(&id, "s1-m0", 0, 0).await;
+    let (status, done) = w.complete(&id, 3_000, 10).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    let captured = value(&done["captured_amount"]);
+    assert!(captured > 0 && captured <= 2000, "{done}");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (3000 - captured, 0),
+        "{v}"
+    );
+    let kinds: Vec<&str> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["release", "capture", "hold", "top_up"], "{v}");
+    // Completing again changes nothing.
+    let (_, again) = w.complete(&id, 3_000, 10).await;
+    assert_eq!(again["captured_amount"], done["captured_amount"]);
+
+    // A refund credits the wallet back, once per key.
+    let operator = w
+        .app
+        .bearer_client(&w.app.staff_session_in(w.tenant, Role::Operator).await);
+    for _ in 0..2 {
+        let (status, r) = w
+            .post(
+                &operator,
+                &format!("/v1/payment-sessions/{id}/refunds"),
+                "s1-refund",
+                json!({"amount": {"value": 100, "currency": "EUR"}, "reason": "connector fault"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{r}");
+        assert_eq!(value(&r["refunded_amount"]), 100);
+    }
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(value(&v["balance"]), 3000 - captured + 100, "{v}");
+
+    // A cancelled session gives its whole hold back.
+    let (status, c) = w
+        .open("s1-tap2", json!({"rfid_uid": "04A2B3C4D5E6F7"}), 500)
+        .await;
+    assert_eq!(c["status"], "authorized", "{c}");
+    let cid = c["id"].as_str().unwrap();
+    let (status2, x) = w
+        .post(
+            &w.charger,
+            &format!("/v1/payment-sessions/{cid}/cancel"),
+            "s1-cancel",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, status2),
+        (StatusCode::CREATED, StatusCode::OK),
+        "{x}"
+    );
+    assert_eq!(x["status"], "cancelled", "{x}");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (3000 - captured + 100, 0),
+        "{v}"
+    );
+
+    // No card was opened for any of it.
+    assert_eq!(decrypts(&audit().await), decrypted_before);
+    // The ledger adds up: top-up less captures plus refunds.
+    assert_eq!(w.app.db.count_rows("wallet_holds").await, 2);
+}
+
 crate::on_both_databases!(
     a_wallet_is_opened_and_topped_up_once,
     bad_wallet_input_is_refused_and_writes_nothing,
+    sessions_pay_from_the_wallet_without_a_card,
 );
