@@ -2,6 +2,9 @@
 //! token through the simulator (credited once, a decline credits nothing),
 //! bad input and tenancy.
 
+use std::sync::{Arc, Mutex};
+
+use axum::extract::State;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voltvault::audit::AuditQuery;
@@ -459,8 +462,148 @@ async fn sessions_pay_from_the_wallet_without_a_card(backend: Backend) {
     assert_eq!(w.app.db.count_rows("wallet_holds").await, 2);
 }
 
+/// Records every webhook body it is sent and answers 204.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    async fn receive(
+        State(seen): State<Arc<Mutex<Vec<Value>>>>,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        seen.lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+        axum::http::StatusCode::NO_CONTENT
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(seen.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), seen)
+}
+
+/// Opens `n` sessions of `hold` each for the account, then completes them
+/// all at once with more energy than the hold covers: each captures `hold`.
+async fn drain(w: &Charging, prefix: &str, n: usize, hold: i64) {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let (status, s) = w
+            .open(
+                &format!("{prefix}-{i}"),
+                json!({"rfid_uid": "04A2B3C4D5E6F7"}),
+                hold,
+            )
+            .await;
+        assert_eq!(
+            (status, s["status"].as_str()),
+            (StatusCode::CREATED, Some("authorized")),
+            "{s}"
+        );
+        let id = s["id"].as_str().unwrap().to_owned();
+        w.meter(&id, &format!("{prefix}-{i}-m0"), 0, 0).await;
+        ids.push(id);
+    }
+    let done =
+        futures_util::future::join_all(ids.iter().map(|id| w.complete(id, 80_000, 120))).await;
+    for (status, d) in done {
+        assert_eq!(status, StatusCode::OK, "{d}");
+        assert_eq!(d["status"], "completed", "{d}");
+        assert_eq!(value(&d["captured_amount"]), hold, "{d}");
+    }
+}
+
+async fn low_balance_events(w: &Charging) -> i64 {
+    w.app
+        .db
+        .count_rows("webhook_deliveries WHERE event_type = 'wallet.low_balance'")
+        .await
+}
+
+async fn a_low_balance_triggers_exactly_one_notification(backend: Backend) {
+    let w = charging(backend, |c| {
+        fast_workers(c);
+        c.notifications.worker_interval_ms = 50;
+        c.notifications.backoff_base_ms = 50;
+    })
+    .await;
+    let app = w.app_client().await;
+    let (url, seen) = receiver().await;
+    let r = app
+        .post(w.app.url("/v1/webhooks"))
+        .json(&json!({"url": url, "events": ["wallet.low_balance"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (account, token) = driver_with_card(&w, &app, "l1").await;
+    open_wallet(&w, &app, &account, 1000, true).await;
+    let (status, _) = top_up(&w, &app, &account, "l1-t1", 3000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let wallet_path = format!("/v1/accounts/{account}/wallet");
+
+    // 3000 -> 2300 -> 1600 -> 900 (below 1000) -> 200: four sessions
+    // completed at once; one crossing, one event.
+    drain(&w, "l1-a", 4, 700).await;
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (200, 0),
+        "{v}"
+    );
+    assert_eq!(low_balance_events(&w).await, 1);
+    // Further debits below the threshold send nothing more.
+    drain(&w, "l1-b", 1, 150).await;
+    assert_eq!(low_balance_events(&w).await, 1);
+
+    // A top-up that stays below the threshold does not re-arm it ...
+    let (status, _) = top_up(&w, &app, &account, "l1-t2", 100).await;
+    assert_eq!(status, StatusCode::CREATED);
+    drain(&w, "l1-c", 1, 100).await;
+    assert_eq!(low_balance_events(&w).await, 1);
+    // ... one that lifts the balance to it does: the next crossing notifies again.
+    let (status, t) = top_up(&w, &app, &account, "l1-t3", 2000).await;
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    assert_eq!(value(&t["wallet"]["balance"]), 2050);
+    drain(&w, "l1-d", 3, 600).await; // 2050 -> 1450 -> 850 -> 250
+    assert_eq!(low_balance_events(&w).await, 2);
+
+    // Delivered to the endpoint: exactly two, one per crossing.
+    for _ in 0..200 {
+        if seen.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    let ids: Vec<&str> = bodies.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        vec![
+            format!("evt_wallet_{account}_low_1"),
+            format!("evt_wallet_{account}_low_2")
+        ]
+    );
+    let first = &bodies[0];
+    assert_eq!(first["type"], "wallet.low_balance");
+    assert_eq!(first["data"]["account_id"], account.as_str());
+    assert_eq!(first["data"]["currency"], "EUR");
+    assert_eq!(value(&first["data"]["low_balance_threshold"]), 1000);
+    assert_eq!(value(&first["data"]["balance"]), 900);
+    assert_eq!(value(&bodies[1]["data"]["balance"]), 850);
+    for b in &bodies {
+        let text = b.to_string();
+        assert!(!text.contains(&token) && !text.contains("4242"), "{text}");
+    }
+}
+
 crate::on_both_databases!(
     a_wallet_is_opened_and_topped_up_once,
     bad_wallet_input_is_refused_and_writes_nothing,
     sessions_pay_from_the_wallet_without_a_card,
+    a_low_balance_triggers_exactly_one_notification,
 );
