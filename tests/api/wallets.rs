@@ -601,9 +601,115 @@ async fn a_low_balance_triggers_exactly_one_notification(backend: Backend) {
     }
 }
 
+async fn holds_never_overdraw_and_raise_while_the_wallet_allows(backend: Backend) {
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, _) = driver_with_card(&w, &app, "h1").await;
+    open_wallet(&w, &app, &account, 0, true).await;
+    let (status, _) = top_up(&w, &app, &account, "h1-t", 3000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let wallet_path = format!("/v1/accounts/{account}/wallet");
+
+    // Five holds of 700 at once against 3000: four fit, one is declined.
+    let keys: Vec<String> = (0..5).map(|i| format!("h1-{i}")).collect();
+    let opened = futures_util::future::join_all(
+        keys.iter()
+            .map(|k| w.open(k, json!({"rfid_uid": "04A2B3C4D5E6F7"}), 700)),
+    )
+    .await;
+    let mut statuses: Vec<String> = opened
+        .iter()
+        .map(|(_, s)| s["status"].as_str().unwrap().to_owned())
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        vec![
+            "authorized",
+            "authorized",
+            "authorized",
+            "authorized",
+            "declined"
+        ],
+        "{opened:?}"
+    );
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["reserved"]), value(&v["available"])),
+        (2800, 200),
+        "{v}"
+    );
+    for (_, s) in &opened {
+        if s["status"] == "authorized" {
+            let id = s["id"].as_str().unwrap();
+            let (status, c) = w
+                .post(
+                    &w.charger,
+                    &format!("/v1/payment-sessions/{id}/cancel"),
+                    &format!("{id}-cancel"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{c}");
+        }
+    }
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (3000, 0),
+        "{v}"
+    );
+
+    // Near the hold, it is raised from the wallet; when the wallet cannot
+    // cover the next raise, the charger is told to stop.
+    let (_, s) = w
+        .open("h1-inc", json!({"rfid_uid": "04A2B3C4D5E6F7"}), 2000)
+        .await;
+    assert_eq!(s["status"], "authorized", "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    w.meter(&id, "h1-inc-m0", 0, 0).await;
+    // 0.59 EUR/kWh + 19% VAT: 23 kWh cost 16.15 EUR, past 80% of the 20.00
+    // held. Raising it to 40.00 needs 20.00 more; only 10.00 is available.
+    let (status, m) = w.meter(&id, "h1-inc-m1", 23_000, 30).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m["action"], "stop", "{m}");
+    assert_eq!(value(&m["authorized_amount"]), 2000, "{m}");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(value(&v["reserved"]), 2000, "{v}");
+    let (status, done) = w.complete(&id, 23_000, 30).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let captured = value(&done["captured_amount"]);
+
+    // With more in the wallet the same happens with a raise.
+    let (status, _) = top_up(&w, &app, &account, "h1-t3", 5000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, s) = w
+        .open("h1-inc2", json!({"rfid_uid": "04A2B3C4D5E6F7"}), 2000)
+        .await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    w.meter(&id, "h1-inc2-m0", 0, 0).await;
+    let (status, m) = w.meter(&id, "h1-inc2-m1", 23_000, 30).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    assert_eq!(m["action"], "continue", "{m}");
+    assert_eq!(value(&m["authorized_amount"]), 4000, "{m}");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(value(&v["reserved"]), 4000, "{v}");
+    assert_eq!(v["entries"][0]["kind"], "increment", "{v}");
+    let (_, done) = w.complete(&id, 30_000, 40).await;
+    let captured2 = value(&done["captured_amount"]);
+    assert!(captured2 > 2000, "{done}");
+    let (_, v) = get(&w, &app, &wallet_path).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (3000 - captured + 5000 - captured2, 0),
+        "{v}"
+    );
+}
+
 crate::on_both_databases!(
     a_wallet_is_opened_and_topped_up_once,
     bad_wallet_input_is_refused_and_writes_nothing,
     sessions_pay_from_the_wallet_without_a_card,
     a_low_balance_triggers_exactly_one_notification,
+    holds_never_overdraw_and_raise_while_the_wallet_allows,
 );
