@@ -409,6 +409,11 @@ async fn sessions_pay_from_the_wallet_without_a_card(backend: Backend) {
     // Completing again changes nothing.
     let (_, again) = w.complete(&id, 3_000, 10).await;
     assert_eq!(again["captured_amount"], done["captured_amount"]);
+    // Its receipt names no card and totals what the wallet paid.
+    let (status, receipt) = get(&w, &app, &format!("/v1/receipts/rcpt_{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{receipt}");
+    assert!(!receipt.to_string().contains("4242"), "{receipt}");
+    assert_eq!(value(&receipt["total_incl_vat"]), captured, "{receipt}");
 
     // A refund credits the wallet back, once per key.
     let operator = w

@@ -79,6 +79,11 @@ pub fn wallet_error(error: WalletError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code())
                 .with_detail(format!("the card was declined: {}", code.code()))
         }
+        // The token was deleted since, or its key is gone: the caller's to fix.
+        E::Refused(e @ AcquirerError::CardUnavailable) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code())
+                .with_detail("the payment method cannot be charged")
+        }
         E::Refused(e) => ApiError::new(StatusCode::BAD_GATEWAY, e.code())
             .with_detail("the acquirer refused the top-up"),
         E::Unknown => with(
