@@ -711,10 +711,174 @@ async fn holds_never_overdraw_and_raise_while_the_wallet_allows(backend: Backend
     );
 }
 
+/// The ledger through the wallet acquirer: every operation retried with its
+/// key is one entry, and what recovery reads matches.
+async fn retried_ledger_operations_are_one_entry_each(backend: Backend) {
+    use voltvault::clock::SystemClock;
+    use voltvault::ids::AccountId;
+    use voltvault::money::{Currency, Money};
+    use voltvault::payments::connectors::{
+        Acquirer, AcquirerError, CaptureRequest, DeclineCode, HoldLookup, HoldState,
+        IncrementRequest, InvalidReason, RefundRequest, VoidRequest,
+    };
+    use voltvault::wallets::acquirer::WalletAcquirer;
+
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, _) = driver_with_card(&w, &app, "r1").await;
+    open_wallet(&w, &app, &account, 0, true).await;
+    let (status, _) = top_up(&w, &app, &account, "r1-t", 1000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id: AccountId = account.parse().unwrap();
+    let eur = Currency::parse("EUR").unwrap();
+    let wallet = WalletAcquirer::new(w.app.store.clone(), std::sync::Arc::new(SystemClock));
+    let entries = || async { w.app.db.count_rows("wallet_entries").await };
+    let start = entries().await;
+
+    let a = wallet
+        .reserve("k-auth", Money::new(400, eur), "sess-1", id)
+        .await
+        .unwrap();
+    let again = wallet
+        .reserve("k-auth", Money::new(400, eur), "sess-1", id)
+        .await
+        .unwrap();
+    assert_eq!(a, again);
+    assert_eq!(entries().await, start + 1);
+    // Another currency is refused before anything is reserved.
+    assert_eq!(
+        wallet
+            .reserve(
+                "k-x",
+                Money::new(1, Currency::parse("GBP").unwrap()),
+                "sess-x",
+                id
+            )
+            .await,
+        Err(AcquirerError::Invalid(InvalidReason::CurrencyMismatch))
+    );
+    // More than is available: declined.
+    assert_eq!(
+        wallet
+            .reserve("k-big", Money::new(601, eur), "sess-2", id)
+            .await,
+        Err(AcquirerError::Declined(DeclineCode::InsufficientFunds))
+    );
+    let raise = IncrementRequest {
+        idempotency_key: "k-inc".into(),
+        auth_ref: a.reference.clone(),
+        new_total: Money::new(700, eur),
+    };
+    assert_eq!(wallet.increment(raise.clone()).await.unwrap().value, 700);
+    assert_eq!(wallet.increment(raise).await.unwrap().value, 700);
+    assert_eq!(entries().await, start + 2);
+
+    let capture = CaptureRequest {
+        idempotency_key: "k-cap".into(),
+        auth_ref: a.reference.clone(),
+        amount: Money::new(650, eur),
+    };
+    assert_eq!(
+        wallet
+            .capture(CaptureRequest {
+                amount: Money::new(701, eur),
+                ..capture.clone()
+            })
+            .await,
+        Err(AcquirerError::Invalid(
+            InvalidReason::CaptureExceedsAuthorization
+        ))
+    );
+    let c1 = wallet.capture(capture.clone()).await.unwrap();
+    let c2 = wallet.capture(capture).await.unwrap();
+    assert_eq!(c1, c2);
+    assert_eq!((c1.captured.value, c1.released.value), (650, 50));
+    assert_eq!(entries().await, start + 4); // capture and release
+    // A captured hold cannot be released.
+    assert_eq!(
+        wallet
+            .void(VoidRequest {
+                idempotency_key: "k-void".into(),
+                auth_ref: a.reference.clone(),
+            })
+            .await,
+        Err(AcquirerError::Invalid(InvalidReason::WrongState))
+    );
+    let refund = RefundRequest {
+        idempotency_key: "k-ref".into(),
+        capture_ref: c1.reference.clone(),
+        amount: Money::new(200, eur),
+    };
+    wallet.refund(refund.clone()).await.unwrap();
+    wallet.refund(refund).await.unwrap();
+    assert_eq!(entries().await, start + 5);
+    assert_eq!(
+        wallet
+            .refund(RefundRequest {
+                idempotency_key: "k-ref2".into(),
+                capture_ref: c1.reference.clone(),
+                amount: Money::new(451, eur),
+            })
+            .await,
+        Err(AcquirerError::Invalid(InvalidReason::RefundExceedsCapture))
+    );
+    let hold = wallet
+        .find_hold(HoldLookup::Reference("sess-1"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hold.state, HoldState::Captured);
+    assert_eq!(
+        (
+            hold.authorized.value,
+            hold.captured.value,
+            hold.refunded.value
+        ),
+        (700, 650, 200)
+    );
+    assert!(
+        wallet
+            .find_hold(HoldLookup::Reference("sess-2"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (_, v) = get(&w, &app, &format!("/v1/accounts/{account}/wallet")).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (1000 - 650 + 200, 0),
+        "{v}"
+    );
+
+    // The ledger is append-only in the database itself, even for its owner.
+    use sqlx::Connection;
+    for sql in [
+        "UPDATE wallet_entries SET amount = 0",
+        "DELETE FROM wallet_entries",
+    ] {
+        let refused = match w.app.db.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&w.app.db.url)
+                    .await
+                    .unwrap();
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&w.app.db.url).await.unwrap();
+                sqlx::query(sql).execute(&mut c).await.map(|_| ())
+            }
+        };
+        let error = refused.expect_err(sql);
+        assert!(error.to_string().contains("append-only"), "{sql}: {error}");
+    }
+    assert_eq!(entries().await, start + 5);
+}
+
 crate::on_both_databases!(
     a_wallet_is_opened_and_topped_up_once,
     bad_wallet_input_is_refused_and_writes_nothing,
     sessions_pay_from_the_wallet_without_a_card,
     a_low_balance_triggers_exactly_one_notification,
     holds_never_overdraw_and_raise_while_the_wallet_allows,
+    retried_ledger_operations_are_one_entry_each,
 );
