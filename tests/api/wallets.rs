@@ -874,6 +874,122 @@ async fn retried_ledger_operations_are_one_entry_each(backend: Backend) {
     assert_eq!(entries().await, start + 5);
 }
 
+/// A wallet session whose authorization answer was lost: recovery asks the
+/// ledger, and either finds the reservation (authorized) or not (failed,
+/// nothing reserved), without placing a second one.
+async fn recovery_settles_a_lost_wallet_hold_from_the_ledger(backend: Backend) {
+    use voltvault::clock::SystemClock;
+    use voltvault::ids::{AccountId, PaymentSessionId};
+    use voltvault::money::{Currency, Money};
+    use voltvault::payments::session::{
+        Intent, IntentKind, IntentState, PaymentSession, SessionStatus, acquirer_key,
+    };
+    use voltvault::wallets::acquirer::WalletAcquirer;
+
+    let w = charging(backend, fast_workers).await;
+    let app = w.app_client().await;
+    let (account, _) = driver_with_card(&w, &app, "c1").await;
+    open_wallet(&w, &app, &account, 0, true).await;
+    let (status, _) = top_up(&w, &app, &account, "c1-t", 1000).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id: AccountId = account.parse().unwrap();
+    let eur = Currency::parse("EUR").unwrap();
+    let wallet = WalletAcquirer::new(w.app.store.clone(), std::sync::Arc::new(SystemClock));
+
+    // Two sessions written as `create` writes them, their intents' leases
+    // already run out: the node that wrote them is gone.
+    let past = voltvault::clock::Clock::now(&SystemClock) - chrono::Duration::seconds(30);
+    let mut sessions = Vec::new();
+    for key in ["c1-landed", "c1-lost"] {
+        let sid = PaymentSessionId::generate();
+        let session = PaymentSession {
+            id: sid,
+            tenant: w.tenant,
+            created_by: "test".into(),
+            idem_key: key.into(),
+            evse_id: "DE*VVT*E0001*1".into(),
+            connector_id: "1".into(),
+            tariff_id: "standard".into(),
+            tariff_version: 1,
+            token: format!("wallet_{account}"),
+            account: Some(id),
+            acquirer: "wallet".into(),
+            hold: Money::new(400, eur),
+            authorized: Money::zero(eur),
+            cost: Money::zero(eur),
+            energy_wh: 0,
+            captured: None,
+            refunded: Money::zero(eur),
+            status: SessionStatus::Authorizing,
+            stop_requested: false,
+            incremental: false,
+            auth_ref: None,
+            authorization_code: None,
+            capture_ref: None,
+            decline_code: None,
+            created_at: past,
+            updated_at: past,
+            ended_at: None,
+            revision: 0,
+        };
+        let intent = Intent {
+            acquirer_key: acquirer_key(sid, IntentKind::Authorize, ""),
+            session: sid,
+            kind: IntentKind::Authorize,
+            amount: 400,
+            state: IntentState::Pending,
+            error_code: None,
+            reason: None,
+            idem_principal: None,
+            idem_key: None,
+            attempts: 0,
+            created_at: past,
+            updated_at: past,
+            lease_until: past,
+        };
+        w.app
+            .store
+            .create_payment_session(&session, &intent)
+            .await
+            .unwrap();
+        sessions.push((sid, intent.acquirer_key));
+    }
+    // The first one's call reached the ledger before the node died.
+    let (landed, landed_key) = &sessions[0];
+    wallet
+        .reserve(landed_key, Money::new(400, eur), &landed.to_string(), id)
+        .await
+        .unwrap();
+
+    let settled = |sid: PaymentSessionId| {
+        let app = app.clone();
+        let url = w.app.url(&format!("/v1/payment-sessions/{sid}"));
+        async move {
+            for _ in 0..100 {
+                let s: Value = app.get(&url).send().await.unwrap().json().await.unwrap();
+                if s["status"] != "authorizing" {
+                    return s;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("{sid} stayed authorizing");
+        }
+    };
+    let s = settled(*landed).await;
+    assert_eq!(s["status"], "authorized", "{s}");
+    assert_eq!(value(&s["authorized_amount"]), 400, "{s}");
+    let s = settled(sessions[1].0).await;
+    assert_eq!(s["status"], "failed", "{s}");
+    // One reservation, for the one that landed.
+    let (_, v) = get(&w, &app, &format!("/v1/accounts/{account}/wallet")).await;
+    assert_eq!(
+        (value(&v["balance"]), value(&v["reserved"])),
+        (1000, 400),
+        "{v}"
+    );
+    assert_eq!(w.app.db.count_rows("wallet_holds").await, 1);
+}
+
 crate::on_both_databases!(
     a_wallet_is_opened_and_topped_up_once,
     bad_wallet_input_is_refused_and_writes_nothing,
@@ -881,4 +997,5 @@ crate::on_both_databases!(
     a_low_balance_triggers_exactly_one_notification,
     holds_never_overdraw_and_raise_while_the_wallet_allows,
     retried_ledger_operations_are_one_entry_each,
+    recovery_settles_a_lost_wallet_hold_from_the_ledger,
 );
