@@ -319,6 +319,41 @@ async fn bad_wallet_input_is_refused_and_writes_nothing(backend: Backend) {
     .await;
     assert_eq!(got, StatusCode::NOT_FOUND);
 
+    // A wallet in another currency than the tariff cannot pay the session.
+    let (status, other) = w
+        .post(
+            &app,
+            "/v1/accounts",
+            "b1-gbp",
+            json!({"kind": "driver", "name": "Pound Driver"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let other = other["id"].as_str().unwrap();
+    let (status, _) = put(
+        &w,
+        &app,
+        other,
+        json!({"currency": "GBP", "low_balance_threshold": 0, "pays_sessions": true}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let sessions = w.app.db.count_rows("payment_sessions").await;
+    let (got, p) = w
+        .post(
+            &app,
+            "/v1/payment-sessions",
+            "b1-gbp-s",
+            crate::payments::open_body(json!({"account_id": other}), 500),
+        )
+        .await;
+    assert_eq!(
+        (got, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_field")),
+        "{p}"
+    );
+    assert_eq!(w.app.db.count_rows("payment_sessions").await, sessions);
+
     assert_eq!(w.app.db.count_rows("wallet_entries").await, entries);
     let (_, v) = get(&w, &app, &format!("/v1/accounts/{account}/wallet")).await;
     assert_eq!(value(&v["balance"]), 1000);
