@@ -48,3 +48,7 @@ GRANT SELECT, INSERT, UPDATE ON invoice_counters TO voltvault;
 
 -- The e-mail outbox: queued, claimed and settled, never deleted by the service.
 GRANT SELECT, INSERT, UPDATE ON mail_outbox TO voltvault;
+
+-- Prepaid wallets and their holds; the ledger is append and read only.
+GRANT SELECT, INSERT, UPDATE ON wallets, wallet_holds TO voltvault;
+GRANT SELECT, INSERT ON wallet_entries TO voltvault;

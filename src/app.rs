@@ -360,9 +360,20 @@ impl App {
             audit.clone(),
             self.env.clone(),
         ));
+        let wallets = Arc::new(crate::wallets::service::WalletService::new(
+            self.store.clone(),
+            self.acquirer
+                .clone()
+                .map(|a| Connector::new(a, audit.clone(), self.env.clock.clone())),
+            tokens.clone(),
+            cvcs.clone(),
+            audit.clone(),
+            self.env.clone(),
+        ));
         let state = AppState {
             accounts,
             invoices,
+            wallets,
             tariffs,
             billing,
             payments: payments.clone(),

@@ -29,3 +29,4 @@ pub mod store;
 pub mod telemetry;
 pub mod tenants;
 pub mod tokens;
+pub mod wallets;

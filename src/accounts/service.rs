@@ -136,11 +136,13 @@ impl From<&RfidCard> for RfidView {
     }
 }
 
-/// Who pays for a session started by a tap or for an account.
+/// Who pays for a session started by a tap or for an account: the account,
+/// and its default token if it has one (a session paid from the account's
+/// wallet needs none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payer {
     pub account: AccountId,
-    pub token: String,
+    pub token: Option<String>,
 }
 
 /// The account behind an RFID card of `tenant`, and its default token. A
@@ -161,7 +163,7 @@ pub async fn payer_for_rfid(
     payer_for_account(store, tenant, card.account).await
 }
 
-/// The default token of an account of `tenant`.
+/// An account of `tenant` and its default token.
 pub async fn payer_for_account(
     store: &dyn Store,
     tenant: TenantId,
@@ -172,10 +174,9 @@ pub async fn payer_for_account(
         Err(StoreError::NotFound) => return Err(AccountError::PayerUnknown),
         Err(e) => return Err(AccountError::Store(e)),
     };
-    let token = account.default_token.ok_or(AccountError::NoPaymentMethod)?;
     Ok(Payer {
         account: account.id,
-        token,
+        token: account.default_token,
     })
 }
 

@@ -65,6 +65,8 @@ pub struct AppState {
     /// Idempotency keys of requests running on this node that write their
     /// record only when they commit (ADR 0008).
     pub in_flight: Arc<idempotency::InFlight>,
+    /// Prepaid wallets of accounts and their top-ups.
+    pub wallets: Arc<crate::wallets::service::WalletService>,
 }
 
 /// Limits the edge enforces on every request.

@@ -5,7 +5,8 @@ use utoipa::OpenApi;
 
 use super::error::Problem;
 use super::routes::{
-    accounts, admin, audit, auth, billing, invoices, meta, payments, tariffs, tokens, webhooks,
+    accounts, admin, audit, auth, billing, invoices, meta, payments, tariffs, tokens, wallets,
+    webhooks,
 };
 
 #[derive(OpenApi)]
@@ -34,7 +35,8 @@ use super::routes::{
         accounts::create, accounts::list, accounts::get, accounts::add_payment_method,
         accounts::payment_methods, accounts::remove_payment_method, accounts::register_rfid,
         accounts::rfid_cards, accounts::block_rfid, accounts::sessions,
-        invoices::issue, invoices::list, invoices::get
+        invoices::issue, invoices::list, invoices::get,
+        wallets::put, wallets::get, wallets::top_up
     ),
     components(schemas(
         Problem, meta::Health, meta::WhoAmI, meta::CertificateSummary,
@@ -66,7 +68,10 @@ use super::routes::{
         crate::accounts::service::MethodView, crate::accounts::service::RfidView,
         invoices::InvoiceCreate, crate::billing::invoices::InvoiceView,
         crate::billing::invoices::InvoicePage, crate::billing::invoice::InvoiceDocument,
-        crate::billing::invoice::InvoiceLine, crate::billing::invoice::BillTo
+        crate::billing::invoice::InvoiceLine, crate::billing::invoice::BillTo,
+        wallets::WalletPut, wallets::TopUpCreate, wallets::AmountIn,
+        crate::wallets::service::WalletView, crate::wallets::service::EntryView,
+        crate::wallets::service::TopUpView, crate::wallets::EntryKind
     )),
     modifiers(&BearerAuth)
 )]

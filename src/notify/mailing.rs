@@ -47,6 +47,7 @@ struct InvoiceIssued {
 struct LowBalance {
     account_id: AccountId,
     balance: Money,
+    #[serde(rename = "low_balance_threshold")]
     threshold: Money,
 }
 

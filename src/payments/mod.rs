@@ -6,4 +6,4 @@ pub mod recovery;
 pub mod service;
 pub mod session;
 pub mod tariffs;
-mod vault_card;
+pub(crate) mod vault_card;

@@ -23,7 +23,7 @@ use super::session::{
 };
 use super::tariffs::{TariffBook, TariffBookError};
 use super::vault_card::VaultCard;
-use crate::accounts::service::{AccountError, payer_for_account, payer_for_rfid};
+use crate::accounts::service::{AccountError, Payer, payer_for_account, payer_for_rfid};
 use crate::audit::{ActorKind, AuditError, AuditEvent, AuditSink, Outcome};
 use crate::billing::pricing::{MeterReading, PricingError, price_session};
 use crate::card::Cvc;
@@ -35,6 +35,8 @@ use crate::store::payments::{SessionWrite, Settle, StoredReading};
 use crate::store::{Store, StoreError};
 use crate::tokens::TokenCvcs;
 use crate::tokens::service::{Caller, TokenService, TokenServiceError, TokenizeRequest};
+use crate::wallets::WALLET_ACQUIRER;
+use crate::wallets::acquirer::WalletAcquirer;
 
 /// Limits of a deployment.
 #[derive(Debug, Clone, Copy)]
@@ -220,6 +222,9 @@ enum Actor<'a> {
 pub struct PaymentService {
     store: Arc<dyn Store>,
     connector: Connector,
+    /// Sessions of accounts that pay from their wallet go here instead.
+    wallet: Arc<WalletAcquirer>,
+    wallet_connector: Connector,
     tokens: Arc<TokenService>,
     cvcs: Arc<TokenCvcs>,
     tariffs: Arc<TariffBook>,
@@ -242,9 +247,13 @@ impl PaymentService {
         env: Environment,
         settings: PaymentSettings,
     ) -> Self {
+        let wallet = Arc::new(WalletAcquirer::new(store.clone(), env.clock.clone()));
+        let wallet_connector = Connector::new(wallet.clone(), audit.clone(), env.clock.clone());
         Self {
             store,
             connector,
+            wallet,
+            wallet_connector,
             tokens,
             cvcs,
             tariffs,
@@ -259,6 +268,29 @@ impl PaymentService {
     pub fn with_notifier(mut self, notifier: Arc<dyn crate::notify::Notifier>) -> Self {
         self.notifier = notifier;
         self
+    }
+
+    /// A wallet capture queues `wallet.low_balance` for webhooks in its own
+    /// transaction; this tells the notifier too (for the owner's e-mail).
+    /// The event id names the crossing, so telling it again changes nothing.
+    async fn tell_low_balance(&self, session: &PaymentSession, now: DateTime<Utc>) {
+        let (Some(account), true) = (
+            session.account,
+            session.acquirer == crate::wallets::WALLET_ACQUIRER,
+        ) else {
+            return;
+        };
+        match self.store.wallet(account).await {
+            Ok(wallet) if wallet.low_balance_notified => {
+                if let Some(event) = crate::wallets::low_balance_event(&wallet, now) {
+                    self.notifier.notify(event).await;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(%account, "wallet unreadable after a capture; no low-balance mail")
+            }
+        }
     }
 
     /// Opens a session and asks for the hold. A retry with the same
@@ -287,6 +319,7 @@ impl PaymentService {
             return Err(PaymentError::HoldOutOfRange(self.settings.max_hold));
         }
         let mut account = None;
+        let mut from_wallet = false;
         let token = match request.method {
             PaymentMethod::Token(token) => {
                 self.tokens.get(caller, &token).await?;
@@ -295,12 +328,16 @@ impl PaymentService {
             PaymentMethod::Rfid(uid) => {
                 let payer = payer_for_rfid(self.store.as_ref(), caller.tenant, &uid).await?;
                 account = Some(payer.account);
-                payer.token
+                let (token, wallet) = self.pay_with(payer, request.hold.currency).await?;
+                from_wallet = wallet;
+                token
             }
             PaymentMethod::Account(id) => {
                 let payer = payer_for_account(self.store.as_ref(), caller.tenant, id).await?;
                 account = Some(payer.account);
-                payer.token
+                let (token, wallet) = self.pay_with(payer, request.hold.currency).await?;
+                from_wallet = wallet;
+                token
             }
             PaymentMethod::Card { request, cvc } => {
                 let (view, _) = self.tokens.tokenize(caller, request).await?;
@@ -325,7 +362,11 @@ impl PaymentService {
             tariff_version: tariff.version(),
             token,
             account,
-            acquirer: self.connector.name().to_owned(),
+            acquirer: if from_wallet {
+                WALLET_ACQUIRER.to_owned()
+            } else {
+                self.connector.name().to_owned()
+            },
             hold: request.hold,
             authorized: zero,
             cost: zero,
@@ -623,7 +664,7 @@ impl PaymentService {
             Some(auth_ref) => HoldLookup::AuthRef(auth_ref),
             None => HoldLookup::Reference(&id),
         };
-        let hold = match self.connector.find_hold(lookup).await {
+        let hold = match self.connector_for(session).find_hold(lookup).await {
             Ok(hold) => hold,
             Err(_) => return CallResult::Unknown,
         };
@@ -726,7 +767,23 @@ impl PaymentService {
         let key = intent.acquirer_key.clone();
         let currency = session.hold.currency;
         let auth_ref = session.auth_ref.clone().unwrap_or_default();
+        let connector = self.connector_for(session);
         let outcome = match intent.kind {
+            IntentKind::Authorize if session.acquirer == WALLET_ACQUIRER => match session.account {
+                Some(account) => self
+                    .wallet
+                    .reserve(
+                        &key,
+                        Money::new(intent.amount, currency),
+                        &session.id.to_string(),
+                        account,
+                    )
+                    .await
+                    .map(CallResult::Authorized),
+                None => Err(AcquirerError::Invalid(
+                    super::connectors::InvalidReason::UnknownReference,
+                )),
+            },
             IntentKind::Authorize => {
                 let card = VaultCard {
                     tokens: self.tokens.clone(),
@@ -744,8 +801,7 @@ impl PaymentService {
                     .await
                     .map(CallResult::Authorized)
             }
-            IntentKind::Increment => self
-                .connector
+            IntentKind::Increment => connector
                 .increment(IncrementRequest {
                     idempotency_key: key,
                     auth_ref,
@@ -753,8 +809,7 @@ impl PaymentService {
                 })
                 .await
                 .map(CallResult::Incremented),
-            IntentKind::Capture => self
-                .connector
+            IntentKind::Capture => connector
                 .capture(CaptureRequest {
                     idempotency_key: key,
                     auth_ref,
@@ -762,16 +817,14 @@ impl PaymentService {
                 })
                 .await
                 .map(CallResult::Captured),
-            IntentKind::Void => self
-                .connector
+            IntentKind::Void => connector
                 .void(VoidRequest {
                     idempotency_key: key,
                     auth_ref,
                 })
                 .await
                 .map(|_| CallResult::Voided),
-            IntentKind::Refund => self
-                .connector
+            IntentKind::Refund => connector
                 .refund(RefundRequest {
                     idempotency_key: key,
                     capture_ref: session.capture_ref.clone().unwrap_or_default(),
@@ -824,7 +877,8 @@ impl PaymentService {
                 session.authorized = a.authorized;
                 session.auth_ref = Some(a.reference);
                 session.authorization_code = a.authorization_code;
-                session.incremental = a.incremental && self.connector.supports_increment();
+                session.incremental =
+                    a.incremental && self.connector_for(&session).supports_increment();
             }
             CallResult::Incremented(total) => session.authorized = total,
             CallResult::Captured(c) => {
@@ -886,6 +940,9 @@ impl PaymentService {
         for event in crate::notify::events::after_step(&session, intent.kind, now) {
             self.notifier.notify(event).await;
         }
+        if intent.kind == IntentKind::Capture {
+            self.tell_low_balance(&session, now).await;
+        }
         let outcome = if state == IntentState::Succeeded {
             Outcome::Success
         } else {
@@ -894,6 +951,41 @@ impl PaymentService {
         self.audit_step(&session, intent, outcome, error_code, &actor)
             .await?;
         Ok(session)
+    }
+
+    /// The acquirer a session's calls go to: its wallet, or the configured one.
+    fn connector_for(&self, session: &PaymentSession) -> &Connector {
+        if session.acquirer == WALLET_ACQUIRER {
+            &self.wallet_connector
+        } else {
+            &self.connector
+        }
+    }
+
+    /// What an account's session pays with: its wallet when the account
+    /// set it to, else its default token. Returns the token to record and
+    /// whether the wallet pays.
+    async fn pay_with(
+        &self,
+        payer: Payer,
+        currency: crate::money::Currency,
+    ) -> Result<(String, bool), PaymentError> {
+        match self.store.wallet(payer.account).await {
+            Ok(w) if w.pays_sessions => {
+                if w.currency != currency {
+                    return Err(PaymentError::InvalidField(
+                        "hold.currency",
+                        "the account's wallet is in another currency",
+                    ));
+                }
+                // No card: the session names the wallet it pays from.
+                return Ok((format!("wallet_{}", payer.account), true));
+            }
+            Ok(_) | Err(StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let token = payer.token.ok_or(AccountError::NoPaymentMethod)?;
+        Ok((token, false))
     }
 
     async fn write(

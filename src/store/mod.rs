@@ -9,13 +9,14 @@ pub mod billing;
 mod common;
 pub mod data_keys;
 pub mod invoices;
-pub mod mail;
 pub mod joined;
+pub mod mail;
 pub mod payments;
 pub mod postgres;
 pub mod sqlite;
 pub mod tariffs;
 pub mod tokens;
+pub mod wallets;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -301,6 +302,7 @@ pub trait Store:
     + billing::BillingStore
     + accounts::AccountStore
     + invoices::InvoiceStore
+    + wallets::WalletStore
     + Send
     + Sync
 {

@@ -11,7 +11,7 @@ use crate::payments::{APPROVE, Charging, charging, fast_workers};
 
 const UID: &str = "04:a2:b3:c4:d5:e6:f7";
 
-async fn tokenize(w: &Charging, app: &reqwest::Client, number: &str, key: &str) -> String {
+pub async fn tokenize(w: &Charging, app: &reqwest::Client, number: &str, key: &str) -> String {
     let (status, t) = w
         .post(
             app,
@@ -24,7 +24,7 @@ async fn tokenize(w: &Charging, app: &reqwest::Client, number: &str, key: &str) 
     t["token"].as_str().unwrap().to_owned()
 }
 
-async fn get(w: &Charging, client: &reqwest::Client, path: &str) -> (StatusCode, Value) {
+pub async fn get(w: &Charging, client: &reqwest::Client, path: &str) -> (StatusCode, Value) {
     let r = client.get(w.app.url(path)).send().await.unwrap();
     let status = r.status();
     (status, r.json().await.unwrap_or(Value::Null))

@@ -816,6 +816,9 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
         "tariffs",
         "webhook_deliveries",
         "mail_outbox",
+        "wallets",
+        "wallet_holds",
+        "wallet_entries",
     ] {
         sqlx::query(&format!("SELECT count(*) FROM {table}"))
             .execute(&mut service)
@@ -826,6 +829,11 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
         .execute(&mut service)
         .await
         .expect_err("tariffs are insert-only");
+    assert!(error.to_string().contains("permission denied"), "{error}");
+    let error = sqlx::query("DELETE FROM wallet_entries")
+        .execute(&mut service)
+        .await
+        .expect_err("the wallet ledger is append-only");
     assert!(error.to_string().contains("permission denied"), "{error}");
     service.close().await.unwrap();
     // The writer works as the service role.

@@ -609,27 +609,14 @@ async fn the_monthly_run_issues_last_months_invoices(backend: Backend) {
 /// The driver gets the receipt by e-mail, the fleet its invoice, through a
 /// real SMTP relay; an account without an address gets none.
 async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
-    use crate::smtp_sink::{SMTP_USER, SmtpSink, body, free_port, subject};
-    let port = free_port();
-    let sink = SmtpSink::start(port, "relay-pass-2026").await;
-    let dir = tempfile::tempdir().unwrap();
-    let password_file = dir.path().join("smtp-password");
-    voltvault::devpki::write_file(&password_file, "relay-pass-2026", 0o600).unwrap();
+    use crate::smtp_sink::{Relay, body};
+    let relay = Relay::start().await;
     let clock = FixedClock::new(t("2026-10-31T20:00:00Z"));
     let w = charging_at(
         backend,
         |c| {
             fast_deliveries(c);
-            c.notifications.smtp = Some(voltvault::config::SmtpConfig {
-                host: "127.0.0.1".into(),
-                port,
-                tls: voltvault::config::SmtpTls::None,
-                username: Some(SMTP_USER.into()),
-                password_file: Some(password_file.clone()),
-                from: "Example Charging <receipts@example.com>".into(),
-                ca_file: None,
-                timeout_secs: 5,
-            });
+            c.notifications.smtp = Some(relay.config.clone());
         },
         Some(clock.clone()),
     )
@@ -659,27 +646,21 @@ async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
     let (status, inv) = issue(&w, &operator, "i", &fleet, "2026-10").await;
     assert_eq!(status, StatusCode::CREATED, "{inv}");
 
-    for _ in 0..200 {
-        if sink.messages().len() >= 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let messages = sink.messages();
-    assert_eq!(messages.len(), 2, "{messages:?}");
-    let receipt = messages
-        .iter()
-        .find(|m| subject(m).is_some_and(|s| s.contains("receipt")))
-        .expect("a receipt mail");
+    let receipts = relay.wait_for("receipt", 1).await;
+    assert_eq!(
+        receipts.len(),
+        1,
+        "the account without an address gets none"
+    );
+    let receipt = &receipts[0];
     assert!(receipt.contains("dana@example.com"));
     assert!(body(receipt).contains(done["receipt_id"].as_str().unwrap()));
     assert!(body(receipt).contains("8.78"), "{}", body(receipt));
-    let invoice = messages
-        .iter()
-        .find(|m| subject(m).is_some_and(|s| s.contains("INV-000001")))
-        .unwrap_or_else(|| panic!("an invoice mail in {messages:?}"));
-    assert!(invoice.contains("ap@fleet.example"));
+    let invoices = relay.wait_for("INV-000001", 1).await;
+    assert_eq!(invoices.len(), 1);
+    assert!(invoices[0].contains("ap@fleet.example"));
+    let messages = relay.sink.messages();
+    assert_eq!(messages.len(), 2, "{messages:?}");
     for m in &messages {
         assert!(!m.contains(APPROVE));
     }

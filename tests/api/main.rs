@@ -24,4 +24,5 @@ mod payments_crash;
 mod store;
 mod tariffs;
 mod tokens;
+mod wallets;
 mod webhooks;

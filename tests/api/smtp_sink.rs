@@ -82,6 +82,59 @@ impl Drop for SmtpSink {
     }
 }
 
+/// A sink and the `[notifications.smtp]` section that sends to it.
+pub struct Relay {
+    pub sink: SmtpSink,
+    pub config: voltvault::config::SmtpConfig,
+    _dir: tempfile::TempDir,
+}
+
+impl Relay {
+    pub async fn start() -> Self {
+        let password = "relay-pass-2026";
+        let port = free_port();
+        let sink = SmtpSink::start(port, password).await;
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("smtp-password");
+        voltvault::devpki::write_file(&password_file, password, 0o600).unwrap();
+        let config = voltvault::config::SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: voltvault::config::SmtpTls::None,
+            username: Some(SMTP_USER.into()),
+            password_file: Some(password_file),
+            from: "Example Charging <receipts@example.com>".into(),
+            ca_file: None,
+            timeout_secs: 5,
+        };
+        Self {
+            sink,
+            config,
+            _dir: dir,
+        }
+    }
+
+    /// Waits up to 10 s for `n` messages whose subject contains `part`,
+    /// and half a second more for any beyond them; returns them all.
+    pub async fn wait_for(&self, part: &str, n: usize) -> Vec<String> {
+        let matching = || {
+            self.sink
+                .messages()
+                .into_iter()
+                .filter(|m| subject(m).is_some_and(|s| s.contains(part)))
+                .collect::<Vec<_>>()
+        };
+        for _ in 0..200 {
+            if matching().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        matching()
+    }
+}
+
 /// The unfolded `Subject:` header of a raw message.
 pub fn subject(raw: &str) -> Option<String> {
     let headers = raw.split("\r\n\r\n").next()?;

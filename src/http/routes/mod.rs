@@ -17,6 +17,7 @@ pub mod meta;
 pub mod payments;
 pub mod tariffs;
 pub mod tokens;
+pub mod wallets;
 pub mod webhooks;
 
 use axum::Router;
@@ -362,6 +363,24 @@ pub fn api_routes() -> ApiRoutes {
             "/v1/invoices/{id}",
             perm(P::BillingRead),
             invoices::get,
+        )
+        .add(
+            Method::PUT,
+            "/v1/accounts/{id}/wallet",
+            perm(P::AccountsManage),
+            wallets::put,
+        )
+        .add(
+            Method::GET,
+            "/v1/accounts/{id}/wallet",
+            perm(P::AccountsManage),
+            wallets::get,
+        )
+        .add(
+            Method::POST,
+            "/v1/accounts/{id}/wallet/top-ups",
+            perm(P::AccountsManage),
+            wallets::top_up,
         )
         // billing: receipts and accounting exports
         .add(

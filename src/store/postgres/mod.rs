@@ -70,5 +70,6 @@ super::webhooks::impl_webhook_store!(PostgresStore, sqlx::postgres::PgRow);
 super::accounts::impl_account_store!(PostgresStore, sqlx::postgres::PgRow);
 super::invoices::impl_invoice_store!(PostgresStore, sqlx::postgres::PgRow);
 super::mail::impl_mail_store!(PostgresStore, sqlx::postgres::PgRow);
+super::wallets::impl_wallet_store!(PostgresStore, sqlx::Postgres, sqlx::postgres::PgRow);
 
 super::common::impl_store!(PostgresStore, DatabaseBackend::Postgres, MIGRATOR);

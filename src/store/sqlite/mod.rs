@@ -68,5 +68,6 @@ super::webhooks::impl_webhook_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::accounts::impl_account_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::invoices::impl_invoice_store!(SqliteStore, sqlx::sqlite::SqliteRow);
 super::mail::impl_mail_store!(SqliteStore, sqlx::sqlite::SqliteRow);
+super::wallets::impl_wallet_store!(SqliteStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);
 
 super::common::impl_store!(SqliteStore, DatabaseBackend::Sqlite, MIGRATOR);
