@@ -115,7 +115,9 @@ impl InvoiceService {
     }
 
     /// The invoice of `account` for a month that has ended: its sessions
-    /// and, for a fleet, its drivers' sessions not yet on an invoice.
+    /// and, for a fleet, its drivers' sessions not yet on an invoice,
+    /// including any that ended earlier but were settled after that
+    /// month's invoice was issued.
     pub async fn issue(
         &self,
         caller: &Caller,
@@ -136,7 +138,7 @@ impl InvoiceService {
         }
         let sessions = self
             .store
-            .uninvoiced_sessions(caller.tenant, account.id, period.start(), period.end())
+            .uninvoiced_sessions(caller.tenant, account.id, period.end())
             .await?;
         let mut receipts: Vec<Receipt> = Vec::with_capacity(sessions.len());
         for session in &sessions {
@@ -225,10 +227,7 @@ impl InvoiceService {
     /// the monthly run. Safe on every node at once: an invoice another node
     /// issued first is skipped. Returns how many this call issued.
     pub async fn run_month(&self, period: BillingPeriod) -> Result<usize, InvoiceServiceError> {
-        let payers = self
-            .store
-            .billable_accounts(period.start(), period.end())
-            .await?;
+        let payers = self.store.billable_accounts(period.end()).await?;
         let mut issued = 0;
         for (tenant, account) in payers {
             let system = Caller {

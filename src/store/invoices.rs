@@ -52,21 +52,19 @@ pub struct InvoiceQuery {
 #[async_trait]
 pub trait InvoiceStore: Send + Sync {
     /// Completed sessions with a capture, billed to the account or to a
-    /// driver of it (a fleet), that ended in `[from, to)` and are on no
-    /// invoice yet; oldest first.
+    /// driver of it (a fleet), that ended before `before` and are on no
+    /// invoice yet (a session settled late joins the next one); oldest first.
     async fn uninvoiced_sessions(
         &self,
         tenant: TenantId,
         account: AccountId,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        before: DateTime<Utc>,
     ) -> Result<Vec<PaymentSession>, StoreError>;
-    /// Who is billed for sessions that ended in `[from, to)` and are on no
+    /// Who is billed for sessions that ended before `before` and are on no
     /// invoice: the fleet of a driver who belongs to one, else the driver.
     async fn billable_accounts(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        before: DateTime<Utc>,
     ) -> Result<Vec<(TenantId, AccountId)>, StoreError>;
     /// Takes the tenant's next number and writes the invoice and its lines,
     /// all or nothing. `Conflict` if the account has an invoice for the
@@ -112,8 +110,7 @@ macro_rules! impl_invoice_store {
                 &self,
                 tenant: $crate::ids::TenantId,
                 account: $crate::ids::AccountId,
-                from: chrono::DateTime<chrono::Utc>,
-                to: chrono::DateTime<chrono::Utc>,
+                before: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<$crate::payments::session::PaymentSession>, $crate::store::StoreError>
             {
                 let rows = sqlx::query(concat!(
@@ -121,15 +118,14 @@ macro_rules! impl_invoice_store {
                     $crate::store::payments::PAYMENT_SESSION_COLUMNS!(),
                     " FROM payment_sessions s WHERE s.tenant_id = $1 \
                       AND s.status = 'completed' AND s.captured_value > 0 \
-                      AND s.ended_at >= $2 AND s.ended_at < $3 \
-                      AND (s.account_id = $4 OR s.account_id IN \
-                           (SELECT a.id FROM accounts a WHERE a.fleet_id = $4 AND a.tenant_id = $1)) \
+                      AND s.ended_at < $2 \
+                      AND (s.account_id = $3 OR s.account_id IN \
+                           (SELECT a.id FROM accounts a WHERE a.fleet_id = $3 AND a.tenant_id = $1)) \
                       AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.session_id = s.id) \
                       ORDER BY s.ended_at, s.id"
                 ))
                 .bind(tenant)
-                .bind(from)
-                .bind(to)
+                .bind(before)
                 .bind(account)
                 .fetch_all(&self.pool)
                 .await?;
@@ -138,8 +134,7 @@ macro_rules! impl_invoice_store {
 
             async fn billable_accounts(
                 &self,
-                from: chrono::DateTime<chrono::Utc>,
-                to: chrono::DateTime<chrono::Utc>,
+                before: chrono::DateTime<chrono::Utc>,
             ) -> Result<Vec<($crate::ids::TenantId, $crate::ids::AccountId)>, $crate::store::StoreError>
             {
                 use sqlx::Row;
@@ -147,12 +142,11 @@ macro_rules! impl_invoice_store {
                     "SELECT DISTINCT a.tenant_id, COALESCE(a.fleet_id, a.id) AS payer \
                      FROM payment_sessions s JOIN accounts a ON a.id = s.account_id \
                      WHERE s.status = 'completed' AND s.captured_value > 0 \
-                       AND s.ended_at >= $1 AND s.ended_at < $2 \
+                       AND s.ended_at < $1 \
                        AND NOT EXISTS (SELECT 1 FROM invoice_lines l WHERE l.session_id = s.id) \
                      ORDER BY a.tenant_id, payer",
                 )
-                .bind(from)
-                .bind(to)
+                .bind(before)
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter()

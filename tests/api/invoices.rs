@@ -666,7 +666,37 @@ async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
     }
 }
 
+/// A session left off its own month's invoice (settled late, or before
+/// the account was ever invoiced) joins the next invoice, once.
+async fn an_uninvoiced_earlier_session_joins_the_next_invoice(backend: Backend) {
+    let clock = FixedClock::new(t("2026-09-30T20:00:00Z"));
+    let w = charging_at(backend, |_| {}, Some(clock.clone())).await;
+    let app = w.app_client().await;
+    let account = create(&w, &app, "a", json!({"kind": "driver", "name": "D"})).await;
+    attach_card(&w, &app, &account, "04A2B3C4", "a").await;
+    let september = charge(&w, &clock, "s1", json!({"rfid_uid": "04A2B3C4"}), 1_000).await;
+    clock.advance(chrono::Duration::days(15));
+    let october = charge(&w, &clock, "s2", json!({"rfid_uid": "04A2B3C4"}), 2_000).await;
+    clock.advance(chrono::Duration::days(17));
+    let operator = operator(&w, &clock).await;
+    let (status, inv) = issue(&w, &operator, "i-10", &account, "2026-10").await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+    let ids: Vec<&Value> = inv["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| &l["session_id"])
+        .collect();
+    assert_eq!(ids, vec![&september["id"], &october["id"]]);
+    let (status, p) = issue(&w, &operator, "i-09", &account, "2026-09").await;
+    assert_eq!(
+        (status, p["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("nothing_to_invoice"))
+    );
+}
+
 crate::on_both_databases!(
+    an_uninvoiced_earlier_session_joins_the_next_invoice,
     receipts_and_invoices_are_mailed_to_the_account,
     the_monthly_run_issues_last_months_invoices,
     numbers_stay_gapless_under_concurrent_issuing,
