@@ -819,6 +819,12 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
         "wallets",
         "wallet_holds",
         "wallet_entries",
+        "accounts",
+        "account_payment_methods",
+        "rfid_cards",
+        "invoices",
+        "invoice_lines",
+        "invoice_counters",
     ] {
         sqlx::query(&format!("SELECT count(*) FROM {table}"))
             .execute(&mut service)
@@ -830,11 +836,21 @@ async fn postgres_service_role_may_only_insert_and_select_audit_rows() {
         .await
         .expect_err("tariffs are insert-only");
     assert!(error.to_string().contains("permission denied"), "{error}");
-    let error = sqlx::query("DELETE FROM wallet_entries")
-        .execute(&mut service)
-        .await
-        .expect_err("the wallet ledger is append-only");
-    assert!(error.to_string().contains("permission denied"), "{error}");
+    for sql in [
+        "DELETE FROM wallet_entries",
+        "UPDATE invoices SET number = 'x'",
+        "DELETE FROM invoices",
+        "DELETE FROM invoice_lines",
+    ] {
+        let error = sqlx::query(sql)
+            .execute(&mut service)
+            .await
+            .expect_err("append-only for the service role");
+        assert!(
+            error.to_string().contains("permission denied"),
+            "{sql}: {error}"
+        );
+    }
     service.close().await.unwrap();
     // The writer works as the service role.
     let as_service: Arc<dyn Store> = Arc::new(
