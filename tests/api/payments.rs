@@ -428,7 +428,9 @@ async fn holds_never_completed_expire(backend: Backend) {
         .as_ref()
         .unwrap()
         .advance(chrono::Duration::hours(25));
-    let expired = w.wait_while(id, "charging").await;
+    // Expiry releases the hold through `cancelling`; wait past both.
+    w.wait_while(id, "charging").await;
+    let expired = w.wait_while(id, "cancelling").await;
     assert_eq!(expired["status"], "expired", "{expired}");
     assert_eq!(money(&expired["released_amount"]), 4000);
 }
