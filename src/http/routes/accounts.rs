@@ -10,6 +10,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::billing::{HistoryParams, billing_error, history_query};
+use super::payments::idem_key;
 use super::tokens::{caller, once_with_json, service_error};
 use crate::accounts::AccountKind;
 use crate::accounts::service::{
@@ -20,9 +21,11 @@ use crate::billing::service::HistoryPage;
 use crate::http::AppState;
 use crate::http::auth::RequestOrigin;
 use crate::http::error::ApiError;
+use crate::idempotency::IdempotencyKey;
 use crate::ids::AccountId;
 use crate::paging::Cursor;
 use crate::store::StoreError;
+use crate::tokens::service::Caller;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,9 +100,53 @@ pub fn account_error(error: AccountError) -> ApiError {
     }
 }
 
-fn account_id(raw: &str) -> Result<AccountId, ApiError> {
+pub(crate) fn account_id(raw: &str) -> Result<AccountId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "account_not_found"))
+}
+
+/// What a POST under `/v1/accounts/{id}` hands to [`account_post`].
+pub(crate) struct AccountPost<'a> {
+    pub state: &'a AppState,
+    pub principal: &'a Principal,
+    pub origin: &'a RequestOrigin,
+    pub headers: &'a HeaderMap,
+    pub path: &'a str,
+    /// The `{id}` of the path, as sent.
+    pub account: &'a str,
+    pub body: &'a [u8],
+}
+
+/// The shell of every POST under `/v1/accounts/{id}`: an id that is not one
+/// is an unknown account (404); then the Idempotency-Key replay and the JSON
+/// body. `work` gets the caller, the account, the key and the body.
+pub(crate) async fn account_post<T, F, Fut>(req: AccountPost<'_>, work: F) -> Response
+where
+    T: serde::de::DeserializeOwned,
+    F: FnOnce(Caller, AccountId, IdempotencyKey, T) -> Fut,
+    Fut: Future<Output = Response>,
+{
+    let id = match account_id(req.account) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
+    };
+    let caller = caller(req.principal, req.origin);
+    let headers = req.headers;
+    once_with_json(
+        req.state,
+        req.principal,
+        headers,
+        req.path,
+        req.body,
+        |parsed: T| async move {
+            // `once_with_json` has checked the key already.
+            match idem_key(headers) {
+                Ok(key) => work(caller, id, key, parsed).await,
+                Err(e) => e.into_response(),
+            }
+        },
+    )
+    .await
 }
 
 fn json<T: serde::Serialize>(status: StatusCode, result: Result<T, AccountError>) -> Response {
@@ -215,27 +262,24 @@ pub async fn add_payment_method(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let id = match account_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let caller = caller(&principal, &origin);
     let st = &state;
-    once_with_json(
-        st,
-        &principal,
-        &headers,
-        uri.path(),
-        &body,
-        |body: PaymentMethodAdd| async move {
-            json(
-                StatusCode::CREATED,
-                st.accounts
-                    .add_payment_method(&caller, id, &body.token, body.default)
-                    .await,
-            )
-        },
-    )
+    let req = AccountPost {
+        state: st,
+        principal: &principal,
+        origin: &origin,
+        headers: &headers,
+        path: uri.path(),
+        account: &id,
+        body: &body,
+    };
+    account_post(req, |caller, id, _, body: PaymentMethodAdd| async move {
+        json(
+            StatusCode::CREATED,
+            st.accounts
+                .add_payment_method(&caller, id, &body.token, body.default)
+                .await,
+        )
+    })
     .await
 }
 
@@ -300,27 +344,24 @@ pub async fn register_rfid(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let id = match account_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let caller = caller(&principal, &origin);
     let st = &state;
-    once_with_json(
-        st,
-        &principal,
-        &headers,
-        uri.path(),
-        &body,
-        |body: RfidRegister| async move {
-            json(
-                StatusCode::CREATED,
-                st.accounts
-                    .register_rfid(&caller, id, &body.uid, body.label)
-                    .await,
-            )
-        },
-    )
+    let req = AccountPost {
+        state: st,
+        principal: &principal,
+        origin: &origin,
+        headers: &headers,
+        path: uri.path(),
+        account: &id,
+        body: &body,
+    };
+    account_post(req, |caller, id, _, body: RfidRegister| async move {
+        json(
+            StatusCode::CREATED,
+            st.accounts
+                .register_rfid(&caller, id, &body.uid, body.label)
+                .await,
+        )
+    })
     .await
 }
 

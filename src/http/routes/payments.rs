@@ -119,7 +119,7 @@ fn service(state: &AppState) -> Result<&Arc<PaymentService>, ApiError> {
 }
 
 /// The key `once_with_json` has already checked.
-fn idem_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+pub(crate) fn idem_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())

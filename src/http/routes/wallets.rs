@@ -8,14 +8,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::tokens::{caller, once_with_json};
+use super::accounts::{AccountPost, account_id, account_post};
+use super::tokens::caller;
 use crate::auth::Principal;
 use crate::http::AppState;
 use crate::http::auth::RequestOrigin;
 use crate::http::error::ApiError;
 use crate::http::extract::Json;
-use crate::idempotency::IdempotencyKey;
-use crate::ids::AccountId;
 use crate::money::{Currency, Money};
 use crate::payments::connectors::AcquirerError;
 use crate::store::StoreError;
@@ -95,11 +94,6 @@ pub fn wallet_error(error: WalletError) -> ApiError {
         E::Store(_) => ApiError::internal(),
         E::Audit(_) => ApiError::unavailable("audit_unavailable"),
     }
-}
-
-fn account_id(raw: &str) -> Result<AccountId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "account_not_found"))
 }
 
 fn currency(raw: &str) -> Result<Currency, ApiError> {
@@ -185,41 +179,28 @@ pub async fn top_up(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let id = match account_id(&id) {
-        Ok(id) => id,
-        Err(e) => return e.into_response(),
-    };
-    let caller = caller(&principal, &origin);
     let st = &state;
-    let hdrs = &headers;
-    once_with_json(
-        st,
-        &principal,
-        &headers,
-        uri.path(),
-        &body,
-        |body: TopUpCreate| async move {
-            // `once_with_json` has checked the key already.
-            let Some(key) = hdrs
-                .get(crate::http::idempotency::IDEMPOTENCY_KEY)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| IdempotencyKey::parse(v).ok())
-            else {
-                return ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key")
-                    .into_response();
-            };
-            let currency = match currency(&body.amount.currency) {
-                Ok(c) => c,
-                Err(e) => return e.into_response(),
-            };
-            let amount = Money::new(body.amount.value, currency);
-            json(
-                StatusCode::CREATED,
-                st.wallets
-                    .top_up(&caller, id, &key, amount, body.token)
-                    .await,
-            )
-        },
-    )
+    let req = AccountPost {
+        state: st,
+        principal: &principal,
+        origin: &origin,
+        headers: &headers,
+        path: uri.path(),
+        account: &id,
+        body: &body,
+    };
+    account_post(req, |caller, id, key, body: TopUpCreate| async move {
+        let currency = match currency(&body.amount.currency) {
+            Ok(c) => c,
+            Err(e) => return e.into_response(),
+        };
+        let amount = Money::new(body.amount.value, currency);
+        json(
+            StatusCode::CREATED,
+            st.wallets
+                .top_up(&caller, id, &key, amount, body.token)
+                .await,
+        )
+    })
     .await
 }
