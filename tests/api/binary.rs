@@ -341,7 +341,9 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+        // The readers end at end-of-file, so this takes every line the
+        // process wrote, however long a busy machine keeps them waiting.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
             self.seen.push(line);
         }
         (status.success(), self.seen)
