@@ -24,6 +24,11 @@ use crate::store::{Store, StoreError};
 /// small beside the idle limit (15 minutes).
 const SESSION_TOUCH_EVERY: Duration = Duration::seconds(5);
 
+/// How stale an API key's `last_used_at` may get. Decided on the record just
+/// read, so a busy key is not written (on SQLite: not locked for writing)
+/// on every request.
+const API_KEY_TOUCH_EVERY: Duration = Duration::minutes(1);
+
 /// Lifetimes and thresholds of staff sign-in.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSettings {
@@ -441,9 +446,14 @@ impl AuthService {
                 )
                 .await);
         }
-        self.store
-            .touch_api_key(id, now, Duration::minutes(1))
-            .await?;
+        if record
+            .last_used_at
+            .is_none_or(|used| now - used >= API_KEY_TOUCH_EVERY)
+        {
+            self.store
+                .touch_api_key(id, now, API_KEY_TOUCH_EVERY)
+                .await?;
+        }
         Ok(Principal {
             tenant: record.tenant,
             role: record.role,
