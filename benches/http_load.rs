@@ -15,6 +15,7 @@
 //!   cargo bench --bench http_load                 # both databases, 15 s phases
 //!   HTTP_LOAD_BACKENDS=postgres HTTP_LOAD_SECS=20 cargo bench --bench http_load
 //!   HTTP_LOAD_DB_CONNECTIONS=48 ...               # database.max_connections
+//!   HTTP_LOAD_AUDIT_LANES=1 ...                   # audit.writer_lanes
 //!
 //! (Not `VOLTVAULT_*`: the service reads those as configuration.)
 //!
@@ -113,6 +114,7 @@ provider = "pkcs11"
 module = "{module}"
 token_label = "{label}"
 pin_file = "{pin}"
+{lanes}
 "#,
             cert = path("server.pem").display(),
             key = path("server.key").display(),
@@ -124,6 +126,10 @@ pin_file = "{pin}"
             // The service's default unless HTTP_LOAD_DB_CONNECTIONS says otherwise.
             connections = std::env::var("HTTP_LOAD_DB_CONNECTIONS")
                 .map(|n| format!("max_connections = {n}"))
+                .unwrap_or_default(),
+            // The service's default (one lane) unless HTTP_LOAD_AUDIT_LANES says otherwise.
+            lanes = std::env::var("HTTP_LOAD_AUDIT_LANES")
+                .map(|n| format!("[audit]\nwriter_lanes = {n}"))
                 .unwrap_or_default(),
         );
         let config = path("voltvault.toml");
@@ -453,7 +459,9 @@ async fn audit_cost(setup: &Setup, duration: Duration) -> (f64, f64, f64, f64) {
     let config = voltvault::config::Config::load(&setup.config).unwrap();
     let env = Environment::system();
     let store = voltvault::store::connect(&config).await.unwrap();
-    let core = voltvault::app::open_keys(&config, &env, store.clone(), None, "bench-inproc")
+    // The audit writer lanes `voltvault serve` runs with this configuration.
+    let lanes = config.audit.writer_lanes;
+    let core = voltvault::app::open_keys(&config, &env, store.clone(), None, "bench-inproc", lanes)
         .await
         .unwrap();
     let tenant = store

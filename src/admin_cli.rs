@@ -73,6 +73,7 @@ pub async fn run(config: &Config, command: AdminCommand) -> Result<(), String> {
         store.clone(),
         None,
         &format!("{}.cli", config.node_id()),
+        1,
     )
     .await
     .map_err(|e| e.to_string())?;

@@ -217,7 +217,15 @@ impl App {
             audit,
             audit_log,
             keys,
-        } = open_keys(&config, &env, store.clone(), unseal, &config.node_id()).await?;
+        } = open_keys(
+            &config,
+            &env,
+            store.clone(),
+            unseal,
+            &config.node_id(),
+            config.audit.writer_lanes,
+        )
+        .await?;
         verify_keys(&keys, config.mode).await?;
         let durable: Arc<dyn AuditSink> = Arc::new(audit.handle());
         let (audit_sink, audit_log): (Arc<dyn AuditSink>, AuditLog) = match observer {
@@ -570,18 +578,21 @@ pub struct KeyCore {
 }
 
 /// Opens the key provider and starts this node's audit writer under
-/// `node_id` (the service's, or `<node>.cli` for commands).
+/// `node_id` (the service's, or `<node>.cli` for commands) with `lanes`
+/// writers side by side.
 pub async fn open_keys(
     config: &Config,
     env: &Environment,
     store: Arc<dyn Store>,
     unseal: Option<Unseal>,
     node_id: &str,
+    lanes: usize,
 ) -> Result<KeyCore, StartError> {
     let provider = open_provider(config, env, unseal).await?;
     let sealer: Arc<dyn CheckpointSealer> =
         Arc::new(ProviderCheckpointSealer::new(provider.clone()));
-    let (audit, audit_log) = start_audit(config, store.clone(), env, node_id, sealer).await?;
+    let (audit, audit_log) =
+        start_audit(config, store.clone(), env, (node_id, lanes), sealer).await?;
     let keys = Arc::new(KeyManager::new(
         provider.clone(),
         store.data_key_store(),
@@ -641,12 +652,13 @@ pub async fn start_audit(
     config: &Config,
     store: Arc<dyn Store>,
     env: &Environment,
-    node_id: &str,
+    (node_id, lanes): (&str, usize),
     sealer: Arc<dyn CheckpointSealer>,
 ) -> Result<(WriterTask, AuditLog), StartError> {
     let writer_config = WriterConfig {
         checkpoint_every: config.audit.checkpoint_every,
         checkpoint_interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        lanes,
         ..WriterConfig::default()
     };
     let forward = match &config.audit.syslog {

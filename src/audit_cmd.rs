@@ -31,7 +31,7 @@ pub async fn run(command: AuditCommand) -> Result<bool, String> {
         audit: writer,
         audit_log: log,
         ..
-    } = open_keys(&config, &env, store.clone(), None, &node)
+    } = open_keys(&config, &env, store.clone(), None, &node, 1)
         .await
         .map_err(|e| e.to_string())?;
     let reader = Reader::command_line(&os_user());

@@ -43,6 +43,7 @@ async fn run(
         store.clone(),
         None,
         &format!("{}.cli", config.node_id()),
+        1,
     )
     .await
     .map_err(text)?;

@@ -544,6 +544,9 @@ pub struct AuditConfig {
     /// ...or this many seconds after the last one.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval_secs: u64,
+    /// Audit writers side by side, each with its own chain (ADR 0011).
+    #[serde(default = "default_writer_lanes")]
+    pub writer_lanes: usize,
     /// Forward a copy of every record to a SIEM (RFC 5424 over TLS).
     #[serde(default)]
     pub syslog: Option<SyslogConfig>,
@@ -554,6 +557,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval_secs: default_checkpoint_interval(),
+            writer_lanes: default_writer_lanes(),
             syslog: None,
         }
     }
@@ -573,6 +577,10 @@ pub struct SyslogConfig {
 fn default_checkpoint_every() -> u64 {
     1000
 }
+fn default_writer_lanes() -> usize {
+    1
+}
+
 fn default_checkpoint_interval() -> u64 {
     60
 }
@@ -701,6 +709,9 @@ impl Config {
                 "audit",
                 "checkpoint_every and checkpoint_interval_secs must be at least 1",
             ));
+        }
+        if !(1..=16).contains(&self.audit.writer_lanes) {
+            return Err(invalid("audit.writer_lanes", "must be between 1 and 16"));
         }
         require_file("tls.cert_file", &self.tls.cert_file)?;
         require_file("tls.key_file", &self.tls.key_file)?;
@@ -1175,6 +1186,22 @@ pin_file = "{}"
         assert_eq!(config.server.body_limit_bytes, 64 * 1024);
         assert_eq!(config.tls.client_auth, ClientAuth::Optional);
         assert_eq!(config.database_backend().unwrap(), DatabaseBackend::Sqlite);
+    }
+
+    #[test]
+    fn audit_writer_lanes_default_to_one_and_stay_in_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::load(&sample(dir.path(), "")).unwrap();
+        assert_eq!(config.audit.writer_lanes, 1);
+        let config = Config::load(&sample(dir.path(), "[audit]\nwriter_lanes = 4")).unwrap();
+        assert_eq!(config.audit.writer_lanes, 4);
+        for bad in ["0", "17"] {
+            let body = format!("[audit]\nwriter_lanes = {bad}");
+            let msg = Config::load(&sample(dir.path(), &body))
+                .unwrap_err()
+                .to_string();
+            assert!(msg.starts_with("audit.writer_lanes:"), "{msg}");
+        }
     }
 
     #[test]

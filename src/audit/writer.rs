@@ -9,10 +9,17 @@
 //! ride in the same transaction ([`AuditSink::commit_joined`], ADR 0008):
 //! a request then waits for one group commit for its rows and its events.
 //!
+//! A node may run several writers side by side (`lanes`), each with a chain
+//! of its own (`<node>`, `<node>#1`, `<node>#2`, ...), so that while one
+//! lane waits for its commit to become durable the next can already write:
+//! on PostgreSQL commits then overlap instead of queueing behind each other.
+//! A request's events always go to one lane, in one commit.
+//!
 //! Two processes must not share a node id; if they do, the primary key on
 //! (node, seq) refuses the second writer's records rather than fork the chain.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -38,6 +45,8 @@ pub struct WriterConfig {
     pub checkpoint_every: u64,
     /// ...or this long after the last one, whichever comes first.
     pub checkpoint_interval: Duration,
+    /// Writers side by side, each with its own chain (at least one).
+    pub lanes: usize,
 }
 
 impl Default for WriterConfig {
@@ -47,6 +56,7 @@ impl Default for WriterConfig {
             queue: 8192,
             checkpoint_every: 1000,
             checkpoint_interval: Duration::from_secs(60),
+            lanes: 1,
         }
     }
 }
@@ -70,14 +80,27 @@ enum Command {
 #[derive(Clone)]
 pub struct AuditWriter {
     node_id: Arc<str>,
-    commands: mpsc::Sender<Command>,
+    /// One queue per lane.
+    lanes: Arc<[mpsc::Sender<Command>]>,
+    /// Round robin over the lanes.
+    next: Arc<AtomicUsize>,
     clock: Arc<dyn Clock>,
 }
 
-/// The writer task; `stop` records the end of logging and a last checkpoint.
+/// The writer tasks; `stop` records the end of logging and a last checkpoint.
 pub struct WriterTask {
     handle: AuditWriter,
-    task: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The chain a lane writes: the node's own id for the first, `<node>#<n>`
+/// for the others (`#` is not allowed in a configured node id).
+pub fn lane_chain_id(node_id: &str, lane: usize) -> String {
+    if lane == 0 {
+        node_id.to_owned()
+    } else {
+        format!("{node_id}#{lane}")
+    }
 }
 
 impl AuditWriter {
@@ -103,28 +126,42 @@ impl AuditWriter {
         config: WriterConfig,
         forward: Option<SyslogForwarder>,
     ) -> Result<WriterTask, AuditError> {
-        let (commands, receiver) = mpsc::channel(config.queue.max(1));
         let node_id: Arc<str> = node_id.into();
-        let chain = Chain {
-            store,
-            sealer,
-            clock: clock.clone(),
-            node_id: node_id.clone(),
-            config,
-            head: None,
-            since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
-            forward,
-        };
-        let task = tokio::spawn(chain.run(receiver));
+        let lanes = config.lanes.max(1);
+        let mut senders = Vec::with_capacity(lanes);
+        let mut tasks = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let (commands, receiver) = mpsc::channel(config.queue.max(1));
+            let chain = Chain {
+                store: store.clone(),
+                sealer: sealer.clone(),
+                clock: clock.clone(),
+                node_id: lane_chain_id(&node_id, lane).into(),
+                config,
+                head: None,
+                since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
+                forward: forward.clone(),
+            };
+            tasks.push(tokio::spawn(chain.run(receiver)));
+            senders.push(commands);
+        }
         let handle = AuditWriter {
             node_id,
-            commands,
+            lanes: senders.into(),
+            next: Arc::default(),
             clock,
         };
-        let started = WriterTask { handle, task };
-        let event = AuditEvent::system("audit.start", started.handle.clock.now(), Outcome::Success);
-        started.handle.record(event).await?;
+        let started = WriterTask { handle, tasks };
+        // Every chain starts with the start of logging.
+        for lane in 0..lanes {
+            let event =
+                AuditEvent::system("audit.start", started.handle.clock.now(), Outcome::Success);
+            started
+                .handle
+                .ask(lane, |ack| Command::Record(vec![event], ack))
+                .await?;
+        }
         Ok(started)
     }
 
@@ -132,11 +169,28 @@ impl AuditWriter {
         &self.node_id
     }
 
-    /// Seals a checkpoint at the current head now.
+    /// Seals a checkpoint at the current head of every lane now.
     pub async fn checkpoint(&self) -> Result<(), AuditError> {
+        for lane in 0..self.lanes.len() {
+            self.ask(lane, Command::Checkpoint).await?;
+        }
+        Ok(())
+    }
+
+    /// The lane the next request's events go to.
+    fn pick(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.lanes.len()
+    }
+
+    /// Sends a command to one lane and waits for its answer.
+    async fn ask<T>(
+        &self,
+        lane: usize,
+        command: impl FnOnce(oneshot::Sender<Result<T, AuditError>>) -> Command,
+    ) -> Result<T, AuditError> {
         let (ack, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Checkpoint(ack))
+        self.lanes[lane]
+            .send(command(ack))
             .await
             .map_err(|_| AuditError::Unavailable)?;
         answer.await.map_err(|_| AuditError::Unavailable)?
@@ -150,12 +204,8 @@ impl AuditSink for AuditWriter {
     }
 
     async fn record_all(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
-        let (ack, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Record(events, ack))
+        self.ask(self.pick(), |ack| Command::Record(events, ack))
             .await
-            .map_err(|_| AuditError::Unavailable)?;
-        answer.await.map_err(|_| AuditError::Unavailable)?
     }
 
     fn joins_rows(&self) -> bool {
@@ -167,12 +217,10 @@ impl AuditSink for AuditWriter {
         rows: JoinedRows,
         events: Vec<AuditEvent>,
     ) -> Result<JoinedOutcome, AuditError> {
-        let (ack, answer) = oneshot::channel();
-        self.commands
-            .send(Command::Joined(Box::new(rows), events, ack))
-            .await
-            .map_err(|_| AuditError::Unavailable)?;
-        answer.await.map_err(|_| AuditError::Unavailable)?
+        self.ask(self.pick(), |ack| {
+            Command::Joined(Box::new(rows), events, ack)
+        })
+        .await
     }
 }
 
@@ -181,25 +229,31 @@ impl WriterTask {
         self.handle.clone()
     }
 
-    /// Records `audit.stop`, seals the head and ends the task; handles
-    /// still held elsewhere get `Unavailable` from then on. Stopping is best
-    /// effort: a failure is logged.
+    /// Records `audit.stop` on every lane, seals the heads and ends the
+    /// tasks; handles still held elsewhere get `Unavailable` from then on.
+    /// Stopping is best effort: a failure is logged.
     pub async fn stop(self) {
-        let event = AuditEvent::system("audit.stop", self.handle.clock.now(), Outcome::Success);
-        if self.handle.record(event).await.is_err() || self.handle.checkpoint().await.is_err() {
-            tracing::error!("the audit trail could not record its stop");
+        let handle = &self.handle;
+        for lane in 0..handle.lanes.len() {
+            let event = AuditEvent::system("audit.stop", handle.clock.now(), Outcome::Success);
+            let recorded = handle
+                .ask(lane, |ack| Command::Record(vec![event], ack))
+                .await;
+            if recorded.is_err() || handle.ask(lane, Command::Checkpoint).await.is_err() {
+                tracing::error!("the audit trail could not record its stop");
+            }
+            let (done, finished) = oneshot::channel();
+            if handle.lanes[lane]
+                .send(Command::Shutdown(done))
+                .await
+                .is_ok()
+            {
+                let _ = finished.await;
+            }
         }
-        let (done, finished) = oneshot::channel();
-        if self
-            .handle
-            .commands
-            .send(Command::Shutdown(done))
-            .await
-            .is_ok()
-        {
-            let _ = finished.await;
+        for task in self.tasks {
+            let _ = task.await;
         }
-        let _ = self.task.await;
     }
 }
 

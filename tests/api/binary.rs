@@ -834,7 +834,8 @@ async fn two_serve_processes_on_one_postgres_keep_verifiable_chains() {
     const PER_TASK: usize = 10;
     let pki = TestPki::new();
     let db = TestDb::new(Backend::Postgres).await;
-    let text = std::fs::read_to_string(write_config(&pki, &db, "")).unwrap();
+    // Each node with four audit writer lanes (ADR 0011).
+    let text = std::fs::read_to_string(write_config(&pki, &db, "audit.writer_lanes = 4")).unwrap();
     let configs: Vec<String> = ["node-a", "node-b"]
         .iter()
         .map(|node| {
@@ -931,51 +932,60 @@ async fn two_serve_processes_on_one_postgres_keep_verifiable_chains() {
     assert!(ok && report["ok"] == true, "{report}");
     let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
     for id in ["node-a", "node-b"] {
-        let chain = node(&report, id);
-        let counts: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT event_type, outcome, count(*) FROM audit_events \
-             WHERE node_id = $1 GROUP BY event_type, outcome",
-        )
-        .bind(id)
-        .fetch_all(&mut conn)
-        .await
-        .unwrap();
-        let count = |event: &str, outcome: &str| {
-            counts
-                .iter()
-                .find(|(e, o, _)| e == event && o == outcome)
-                .map_or(0, |(_, _, n)| *n)
-        };
+        // A chain per audit writer lane: `<node>`, `<node>#1`, ...
+        let chains: Vec<serde_json::Value> = report["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| {
+                let chain = n["node_id"].as_str().unwrap();
+                chain == id || chain.starts_with(&format!("{id}#"))
+            })
+            .cloned()
+            .collect();
+        assert_eq!(chains.len(), 4, "one chain per lane: {report}");
+        let (mut tokenized, mut authenticated) = (0, 0);
+        for chain in &chains {
+            let chain_id = chain["node_id"].as_str().unwrap();
+            let counts: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT event_type, outcome, count(*) FROM audit_events \
+                 WHERE node_id = $1 GROUP BY event_type, outcome",
+            )
+            .bind(chain_id)
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let count = |event: &str, outcome: &str| {
+                counts
+                    .iter()
+                    .find(|(e, o, _)| e == event && o == outcome)
+                    .map_or(0, |(_, _, n)| *n)
+            };
+            tokenized += count("token.tokenize", "success");
+            authenticated += count("auth.authenticate", "success");
+            assert_eq!(count("audit.start", "success"), 1, "{chain_id}: {counts:?}");
+            assert_eq!(count("audit.stop", "success"), 1, "{chain_id}: {counts:?}");
+            // Anything else on the chain is the key layer's own (a data key made or unwrapped).
+            assert!(
+                counts.iter().all(|(e, _, _)| e.starts_with("key.")
+                    || [
+                        "token.tokenize",
+                        "auth.authenticate",
+                        "audit.start",
+                        "audit.stop"
+                    ]
+                    .contains(&e.as_str())),
+                "{chain_id}: {counts:?}"
+            );
+            let total: i64 = counts.iter().map(|(_, _, n)| n).sum();
+            assert_eq!(chain["records_checked"], total, "{chain_id}: {chain}");
+            assert_eq!(chain["first_seq"], 1, "{chain_id}: {chain}");
+            assert_eq!(chain["last_seq"], total, "{chain_id}: {chain}");
+            assert_eq!(chain["last_sealed_seq"], total, "sealed at stop: {chain}");
+        }
         let expected = (TASKS * PER_TASK) as i64;
-        assert_eq!(
-            count("token.tokenize", "success"),
-            expected,
-            "{id}: {counts:?}"
-        );
-        assert_eq!(
-            count("auth.authenticate", "success"),
-            expected,
-            "{id}: {counts:?}"
-        );
-        assert_eq!(count("audit.start", "success"), 1, "{id}: {counts:?}");
-        assert_eq!(count("audit.stop", "success"), 1, "{id}: {counts:?}");
-        // Anything else on the chain is the key layer's own (a data key made or unwrapped).
-        assert!(
-            counts.iter().all(|(e, _, _)| e.starts_with("key.")
-                || [
-                    "token.tokenize",
-                    "auth.authenticate",
-                    "audit.start",
-                    "audit.stop"
-                ]
-                .contains(&e.as_str())),
-            "{id}: {counts:?}"
-        );
-        let total: i64 = counts.iter().map(|(_, _, n)| n).sum();
-        assert_eq!(chain["records_checked"], total, "{id}: {chain}");
-        assert_eq!(chain["first_seq"], 1, "{id}: {chain}");
-        assert_eq!(chain["last_seq"], total, "{id}: {chain}");
-        assert_eq!(chain["last_sealed_seq"], total, "sealed at stop: {chain}");
+        assert_eq!(tokenized, expected, "{id}: {report}");
+        assert_eq!(authenticated, expected, "{id}: {report}");
     }
     conn.close().await.unwrap();
 
