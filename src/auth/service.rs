@@ -474,8 +474,8 @@ impl AuthService {
             tenant: None,
         };
         let hash = self.keys.keyed_hash(HashPurpose::Session, token.as_bytes());
-        let session = match self.store.session(&hash).await {
-            Ok(s) => s,
+        let (session, user) = match self.store.session_with_user(&hash).await {
+            Ok(found) => found,
             Err(StoreError::NotFound) => {
                 return Err(self
                     .refuse(
@@ -487,7 +487,6 @@ impl AuthService {
             }
             Err(e) => return Err(e.into()),
         };
-        let user = self.store.user(session.user).await?;
         let actor = Actor {
             kind: ActorKind::Staff,
             id: format!("staff:{}", user.username),

@@ -61,10 +61,19 @@ macro_rules! impl_auth_store {
             }
 
             pub(super) fn session(row: &R) -> Result<SessionRecord, StoreError> {
+                session_created_as(row, "created_at")
+            }
+
+            /// A session from a row whose `created_at` is named `created`
+            /// (joined with its user, whose own column has that name).
+            pub(super) fn session_created_as(
+                row: &R,
+                created: &str,
+            ) -> Result<SessionRecord, StoreError> {
                 Ok(SessionRecord {
                     token_hash: row.try_get("token_hash")?,
                     user: row.try_get("user_id")?,
-                    created_at: row.try_get("created_at")?,
+                    created_at: row.try_get(created)?,
                     last_seen_at: row.try_get("last_seen_at")?,
                     expires_at: row.try_get("expires_at")?,
                     second_factor_at: row.try_get("second_factor_at")?,
@@ -527,6 +536,34 @@ macro_rules! impl_auth_store {
                 .fetch_one(&self.pool)
                 .await?;
                 auth_rows::session(&row)
+            }
+
+            async fn session_with_user(
+                &self,
+                hash: &[u8],
+            ) -> Result<
+                (
+                    $crate::auth::records::SessionRecord,
+                    $crate::auth::records::UserRecord,
+                ),
+                $crate::store::StoreError,
+            > {
+                let row = sqlx::query(
+                    "SELECT u.id, u.tenant_id, u.username, u.role, u.password_hash, \
+                     u.totp_sealed, u.totp_last_step, u.failed_attempts, u.locked_until, \
+                     u.disabled_at, u.created_at, u.last_login_at, \
+                     s.token_hash, s.user_id, s.created_at AS session_created_at, \
+                     s.last_seen_at, s.expires_at, s.second_factor_at \
+                     FROM staff_sessions s JOIN staff_users u ON u.id = s.user_id \
+                     WHERE s.token_hash = $1",
+                )
+                .bind(hash)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok((
+                    auth_rows::session_created_as(&row, "session_created_at")?,
+                    auth_rows::user(&row)?,
+                ))
             }
 
             async fn touch_session(

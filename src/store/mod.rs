@@ -243,6 +243,11 @@ pub trait AuthStore: Send + Sync {
     async fn delete_challenge(&self, hash: &[u8]) -> Result<(), StoreError>;
     async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
     async fn session(&self, hash: &[u8]) -> Result<SessionRecord, StoreError>;
+    /// A session and its user in one round trip (every staff request reads both).
+    async fn session_with_user(
+        &self,
+        hash: &[u8],
+    ) -> Result<(SessionRecord, UserRecord), StoreError>;
     async fn touch_session(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Records a second factor given again within the session.
     async fn renew_second_factor(&self, hash: &[u8], at: DateTime<Utc>) -> Result<(), StoreError>;

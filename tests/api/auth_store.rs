@@ -226,16 +226,34 @@ async fn challenges_and_sessions_round_trip(backend: Backend) {
         store.challenge(&c.challenge_hash).await,
         Err(StoreError::NotFound)
     ));
-    let s = session(u.id, 2);
+    // Created later than its user, so the two `created_at` cannot be confused.
+    let s = SessionRecord {
+        created_at: at(30),
+        ..session(u.id, 2)
+    };
     store.insert_session(&s).await.unwrap();
     store.touch_session(&s.token_hash, at(60)).await.unwrap();
     assert_eq!(
         store.session(&s.token_hash).await.unwrap().last_seen_at,
         at(60)
     );
+    let (joined, owner) = store.session_with_user(&s.token_hash).await.unwrap();
+    assert_eq!(
+        joined,
+        SessionRecord {
+            last_seen_at: at(60),
+            ..s.clone()
+        }
+    );
+    assert!(owner == store.user(u.id).await.unwrap());
+    assert_eq!(owner.created_at, at(0));
     store.delete_session(&s.token_hash).await.unwrap();
     assert!(matches!(
         store.session(&s.token_hash).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.session_with_user(&s.token_hash).await,
         Err(StoreError::NotFound)
     ));
 }
