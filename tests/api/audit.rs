@@ -1112,6 +1112,16 @@ fn token_row(
     }
 }
 
+async fn new_tenant(store: &Arc<dyn Store>, name: &str) -> voltvault::tenants::Tenant {
+    let tenant = voltvault::tenants::Tenant {
+        id: voltvault::ids::TenantId::generate(),
+        name: voltvault::tenants::TenantName::parse(name).unwrap(),
+        created_at: at(0),
+    };
+    store.insert_tenant(&tenant).await.unwrap();
+    tenant
+}
+
 /// Rows handed to the writer (ADR 0008) are committed with the events of
 /// the same call or not at all: a taken idempotency key or token value
 /// keeps nothing of that call, not even its events, and the chain verifies.
@@ -1120,12 +1130,7 @@ async fn rows_ride_in_the_writers_commit_and_a_refused_one_keeps_nothing(backend
     use voltvault::store::joined::{IdempotentResponse, JoinedOutcome, JoinedRows};
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let tenant = voltvault::tenants::Tenant {
-        id: voltvault::ids::TenantId::generate(),
-        name: voltvault::tenants::TenantName::parse("joined").unwrap(),
-        created_at: at(0),
-    };
-    store.insert_tenant(&tenant).await.unwrap();
+    let tenant = new_tenant(&store, "joined").await;
     let scope = |key: &str| IdempotencyScope {
         tenant: tenant.id,
         principal: "client:a".into(),
@@ -1236,12 +1241,7 @@ async fn writer_lanes_keep_a_chain_each(backend: Backend) {
     use voltvault::store::joined::{IdempotentResponse, JoinedOutcome, JoinedRows};
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let tenant = voltvault::tenants::Tenant {
-        id: voltvault::ids::TenantId::generate(),
-        name: voltvault::tenants::TenantName::parse("lanes").unwrap(),
-        created_at: at(0),
-    };
-    store.insert_tenant(&tenant).await.unwrap();
+    let tenant = new_tenant(&store, "lanes").await;
     let audit_store: Arc<dyn voltvault::store::AuditStore> = store.clone();
     let task = AuditWriter::start(
         audit_store,
