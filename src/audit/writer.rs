@@ -95,7 +95,7 @@ pub struct WriterTask {
 
 /// The chain a lane writes: the node's own id for the first, `<node>#<n>`
 /// for the others (`#` is not allowed in a configured node id).
-pub fn lane_chain_id(node_id: &str, lane: usize) -> String {
+fn lane_chain_id(node_id: &str, lane: usize) -> String {
     if lane == 0 {
         node_id.to_owned()
     } else {
