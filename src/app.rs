@@ -592,7 +592,7 @@ pub async fn open_keys(
     let sealer: Arc<dyn CheckpointSealer> =
         Arc::new(ProviderCheckpointSealer::new(provider.clone()));
     let (audit, audit_log) =
-        start_audit(config, store.clone(), env, (node_id, lanes), sealer).await?;
+        start_audit(config, store.clone(), env, node_id, lanes, sealer).await?;
     let keys = Arc::new(KeyManager::new(
         provider.clone(),
         store.data_key_store(),
@@ -652,7 +652,8 @@ pub async fn start_audit(
     config: &Config,
     store: Arc<dyn Store>,
     env: &Environment,
-    (node_id, lanes): (&str, usize),
+    node_id: &str,
+    lanes: usize,
     sealer: Arc<dyn CheckpointSealer>,
 ) -> Result<(WriterTask, AuditLog), StartError> {
     let writer_config = WriterConfig {

@@ -79,7 +79,6 @@ enum Command {
 /// The handle callers use; cheap to clone. Implements [`AuditSink`].
 #[derive(Clone)]
 pub struct AuditWriter {
-    node_id: Arc<str>,
     /// One queue per lane.
     lanes: Arc<[mpsc::Sender<Command>]>,
     /// Round robin over the lanes.
@@ -104,8 +103,8 @@ fn lane_chain_id(node_id: &str, lane: usize) -> String {
 }
 
 impl AuditWriter {
-    /// Starts the writer for `node_id` and records `audit.start` through it:
-    /// if that cannot be made durable, the service must not start.
+    /// Starts the writer's lanes for `node_id` and records `audit.start` on
+    /// each: if that cannot be made durable, the service must not start.
     pub async fn start(
         store: Arc<dyn AuditStore>,
         sealer: Arc<dyn CheckpointSealer>,
@@ -126,7 +125,6 @@ impl AuditWriter {
         config: WriterConfig,
         forward: Option<SyslogForwarder>,
     ) -> Result<WriterTask, AuditError> {
-        let node_id: Arc<str> = node_id.into();
         let lanes = config.lanes.max(1);
         let mut senders = Vec::with_capacity(lanes);
         let mut tasks = Vec::with_capacity(lanes);
@@ -136,7 +134,7 @@ impl AuditWriter {
                 store: store.clone(),
                 sealer: sealer.clone(),
                 clock: clock.clone(),
-                node_id: lane_chain_id(&node_id, lane).into(),
+                node_id: lane_chain_id(node_id, lane).into(),
                 config,
                 head: None,
                 since_checkpoint: 0,
@@ -147,7 +145,6 @@ impl AuditWriter {
             senders.push(commands);
         }
         let handle = AuditWriter {
-            node_id,
             lanes: senders.into(),
             next: Arc::default(),
             clock,
@@ -163,10 +160,6 @@ impl AuditWriter {
                 .await?;
         }
         Ok(started)
-    }
-
-    pub fn node_id(&self) -> &str {
-        &self.node_id
     }
 
     /// Seals a checkpoint at the current head of every lane now.
