@@ -4,7 +4,9 @@
 Listens on 127.0.0.1:PORT, accepts AUTH PLAIN/LOGIN for one user and
 password over plain text (the tests run on loopback), and writes every
 message it accepts to DIR as <n>.eml (written aside, then renamed, so a
-reader never sees half a file). Prints "ready" once it listens.
+reader never sees half a file). Prints "ready <port>" once it listens; with
+PORT 0 it binds a port of the kernel's choosing, so no other process can
+take the port between choosing and binding it.
 
     smtp_sink.py PORT DIR USER       # the password comes from SMTP_SINK_PASSWORD
 """
@@ -32,6 +34,20 @@ class Sink:
         return "250 OK"
 
 
+class SinkController(Controller):
+    """A controller that learns the port it was given when it binds port 0."""
+
+    async def _bind(self):
+        server = await self.loop.create_server(
+            self._factory_invoker, host=self.hostname, port=self.port
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        return server
+
+    def _create_server(self):
+        return self._bind()
+
+
 def authenticator(user, password):
     def check(server, session, envelope, mechanism, auth_data):
         ok = (
@@ -48,7 +64,7 @@ def authenticator(user, password):
 def main():
     port, directory, user = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     password = os.environ["SMTP_SINK_PASSWORD"]
-    controller = Controller(
+    controller = SinkController(
         Sink(directory),
         hostname="127.0.0.1",
         port=port,
@@ -57,7 +73,7 @@ def main():
         auth_require_tls=False,
     )
     controller.start()
-    print("ready", flush=True)
+    print(f"ready {controller.port}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -650,14 +650,15 @@ async fn receipts_and_invoices_are_mailed_to_the_account(backend: Backend) {
     assert_eq!(
         receipts.len(),
         1,
-        "the account without an address gets none"
+        "one receipt: the account without an address gets none; subjects: {:?}",
+        relay.subjects()
     );
     let receipt = &receipts[0];
     assert!(receipt.contains("dana@example.com"));
     assert!(body(receipt).contains(done["receipt_id"].as_str().unwrap()));
     assert!(body(receipt).contains("8.78"), "{}", body(receipt));
     let invoices = relay.wait_for("INV-000001", 1).await;
-    assert_eq!(invoices.len(), 1);
+    assert_eq!(invoices.len(), 1, "subjects: {:?}", relay.subjects());
     assert!(invoices[0].contains("ap@fleet.example"));
     let messages = relay.sink.messages();
     assert_eq!(messages.len(), 2, "{messages:?}");

@@ -27,7 +27,8 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
-    /// Starts the sink on `port`, accepting `SMTP_USER` with `password`.
+    /// Starts the sink on `port` (0: a port the kernel picks, which no
+    /// other test can take first), accepting `SMTP_USER` with `password`.
     pub async fn start(port: u16, password: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp_sink.py");
@@ -39,7 +40,7 @@ impl SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 with aiosmtpd must be installed (scripts/test.sh installs it)");
-        // Waits for "ready" on its stdout.
+        // Waits for "ready <port>" on its stdout.
         let stdout = child.stdout.take().unwrap();
         let ready = tokio::task::spawn_blocking(move || {
             use std::io::BufRead;
@@ -51,11 +52,13 @@ impl SmtpSink {
             .await
             .expect("the SMTP sink starts")
             .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP sink did not start (is aiosmtpd installed?)"
-        );
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("the SMTP sink did not start (is aiosmtpd installed?): {line:?}")
+            });
         Self { child, port, dir }
     }
 
@@ -92,8 +95,8 @@ pub struct Relay {
 impl Relay {
     pub async fn start() -> Self {
         let password = "relay-pass-2026";
-        let port = free_port();
-        let sink = SmtpSink::start(port, password).await;
+        let sink = SmtpSink::start(0, password).await;
+        let port = sink.port;
         let dir = tempfile::tempdir().unwrap();
         let password_file = dir.path().join("smtp-password");
         voltvault::devpki::write_file(&password_file, password, 0o600).unwrap();
@@ -105,7 +108,7 @@ impl Relay {
             password_file: Some(password_file),
             from: "Example Charging <receipts@example.com>".into(),
             ca_file: None,
-            timeout_secs: 5,
+            timeout_secs: 20,
         };
         Self {
             sink,
@@ -114,8 +117,14 @@ impl Relay {
         }
     }
 
-    /// Waits up to 10 s for `n` messages whose subject contains `part`,
-    /// and half a second more for any beyond them; returns them all.
+    /// The subjects of the messages accepted so far, for failure messages.
+    pub fn subjects(&self) -> Vec<Option<String>> {
+        self.sink.messages().iter().map(|m| subject(m)).collect()
+    }
+
+    /// Waits up to 30 s (a loaded CI machine is slow) for `n` messages whose
+    /// subject contains `part`, and half a second more for any beyond them;
+    /// returns them all.
     pub async fn wait_for(&self, part: &str, n: usize) -> Vec<String> {
         let matching = || {
             self.sink
@@ -124,7 +133,7 @@ impl Relay {
                 .filter(|m| subject(m).is_some_and(|s| s.contains(part)))
                 .collect::<Vec<_>>()
         };
-        for _ in 0..200 {
+        for _ in 0..600 {
             if matching().len() >= n {
                 break;
             }
