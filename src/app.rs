@@ -320,6 +320,7 @@ impl App {
                             i64::try_from(p.intent_lease_secs).unwrap_or(i64::MAX / 1000),
                         ),
                         max_session_age: chrono::Duration::hours(i64::from(p.max_session_hours)),
+                        events_poll: Duration::from_secs(p.events_poll_secs),
                     },
                 )
                 .with_notifier(notifier.clone()),

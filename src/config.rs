@@ -279,6 +279,11 @@ pub struct PaymentsConfig {
     /// How often each node looks for calls to recover and holds to expire.
     #[serde(default = "default_recovery_interval")]
     pub recovery_interval_secs: u64,
+    /// How often a live-cost stream reads its session from the database,
+    /// for readings taken on other nodes; readings taken on its own node
+    /// are pushed at once.
+    #[serde(default = "default_events_poll")]
+    pub events_poll_secs: u64,
 }
 
 impl Default for PaymentsConfig {
@@ -293,6 +298,7 @@ impl Default for PaymentsConfig {
             max_session_hours: default_max_session_hours(),
             intent_lease_secs: default_intent_lease(),
             recovery_interval_secs: default_recovery_interval(),
+            events_poll_secs: default_events_poll(),
         }
     }
 }
@@ -331,6 +337,9 @@ fn default_intent_lease() -> u64 {
 }
 fn default_recovery_interval() -> u64 {
     10
+}
+fn default_events_poll() -> u64 {
+    1
 }
 fn default_stripe_timeout() -> u64 {
     20
@@ -1019,6 +1028,12 @@ impl Config {
             return Err(invalid(
                 "payments",
                 "intent_lease_secs and recovery_interval_secs must be positive",
+            ));
+        }
+        if !(1..=3600).contains(&p.events_poll_secs) {
+            return Err(invalid(
+                "payments.events_poll_secs",
+                "must be between 1 and 3600",
             ));
         }
         Ok(())

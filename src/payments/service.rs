@@ -48,6 +48,9 @@ pub struct PaymentSettings {
     pub lease: chrono::Duration,
     /// Holds not completed within this time are released.
     pub max_session_age: chrono::Duration,
+    /// How often a live-cost stream reads its session for writes made on
+    /// other nodes.
+    pub events_poll: std::time::Duration,
 }
 
 pub enum PaymentMethod {
@@ -233,6 +236,8 @@ pub struct PaymentService {
     settings: PaymentSettings,
     /// Told about completed and failed sessions (and ready receipts) after they are written.
     notifier: Arc<dyn crate::notify::Notifier>,
+    /// Wakes this node's live-cost streams after each write.
+    changes: Arc<super::changes::SessionChanges>,
 }
 
 impl PaymentService {
@@ -261,7 +266,19 @@ impl PaymentService {
             env,
             settings,
             notifier: Arc::new(crate::notify::NoNotifier),
+            changes: Arc::default(),
         }
+    }
+
+    /// A watch that wakes when `id` is written on this node (for the
+    /// live-cost stream).
+    pub fn watch(&self, id: PaymentSessionId) -> super::changes::SessionWatch {
+        self.changes.watch(id)
+    }
+
+    /// How often a live-cost stream reads its session anyway.
+    pub fn events_poll(&self) -> std::time::Duration {
+        self.settings.events_poll
     }
 
     /// Sends session events (completed, payment failed) to `notifier`.
@@ -1002,8 +1019,9 @@ impl PaymentService {
                 open_intent,
                 reading,
             })
-            .await
-            .map_err(Into::into)
+            .await?;
+        self.changes.changed(session.id);
+        Ok(())
     }
 
     fn intent(

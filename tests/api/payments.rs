@@ -677,8 +677,90 @@ async fn live_cost_streams_until_the_session_ends(backend: Backend) {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Every reading stored on the stream's node is pushed as it is stored:
+/// with the database poll an hour apart, each reading's cost still
+/// arrives before the next reading is sent.
+async fn each_reading_is_pushed_as_it_is_stored(backend: Backend) {
+    let w = charging(backend, |c| c.payments.events_poll_secs = 3600).await;
+    let (_, s) = w.open("push-1", card(APPROVE), 5000).await;
+    let id = s["id"].as_str().unwrap().to_owned();
+    let response = w
+        .charger
+        .get(w.app.url(&format!("/v1/payment-sessions/{id}/events")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response;
+    let mut buffered = String::new();
+    // The next whole event: (name, data).
+    let mut next_event = async move || -> (String, Value) {
+        // Keep-alive comments arrive too; the event itself must come in time.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some((event, rest)) = buffered.split_once("\n\n") {
+                let (event, rest) = (event.to_owned(), rest.to_owned());
+                buffered = rest;
+                let name = event.lines().find_map(|l| l.strip_prefix("event:"));
+                let data = event.lines().find_map(|l| l.strip_prefix("data:"));
+                if let (Some(name), Some(data)) = (name, data) {
+                    return (
+                        name.trim().to_owned(),
+                        serde_json::from_str(data.trim()).unwrap(),
+                    );
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, body.chunk())
+                .await
+                .expect("an event arrives without waiting for the poll")
+                .unwrap()
+                .expect("the stream stays open");
+            buffered.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    };
+    let (name, first) = next_event().await;
+    assert_eq!((name.as_str(), money(&first["cost"])), ("session", 0));
+    for (n, (wh, minute, cost)) in [(0, 0, 0), (10_000, 10, 702), (15_000, 15, 1053)]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, view) = w.meter(&id, &format!("push-m{n}"), wh, minute).await;
+        assert_eq!(status, StatusCode::OK, "{view}");
+        if n == 0 {
+            // The first reading changes the status, not the cost.
+            let (name, pushed) = next_event().await;
+            assert_eq!(
+                (name.as_str(), pushed["status"].as_str()),
+                ("session", Some("charging"))
+            );
+            continue;
+        }
+        let (name, pushed) = next_event().await;
+        assert_eq!(name, "session");
+        assert_eq!(
+            (pushed["energy_wh"].as_i64(), money(&pushed["cost"])),
+            (Some(wh), cost),
+            "{pushed}"
+        );
+    }
+    w.complete(&id, 20_000, 20).await;
+    // Completing is two writes (the capture's intent, then its answer).
+    let (mut name, mut last) = next_event().await;
+    if last["status"] == "completing" {
+        (name, last) = next_event().await;
+    }
+    assert_eq!(
+        (name.as_str(), last["status"].as_str()),
+        ("final", Some("completed"))
+    );
+    let (name, _) = next_event().await;
+    assert_eq!(name, "receipt");
+}
+
 crate::on_both_databases!(
     live_cost_streams_until_the_session_ends,
+    each_reading_is_pushed_as_it_is_stored,
     a_whole_session_is_held_metered_captured_and_refunded,
     declines_and_stops,
     lost_answers_are_settled_by_recovery,

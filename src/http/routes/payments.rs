@@ -422,15 +422,15 @@ pub async fn refund(post: SessionPost) -> Response {
     .await
 }
 
-/// How often the event stream looks at the session. Polling the database
-/// keeps it right whichever node took the reading.
-const EVENTS_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 /// The longest an event stream stays open (a session is released by then).
 const EVENTS_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// Server-sent events: a `session` event with the live cost whenever the
 /// session changes, then `final` once it has ended; a completed session
-/// then sends its `receipt`, and the stream closes.
+/// then sends its `receipt`, and the stream closes. A write on this node
+/// wakes the stream at once (a reading is pushed as it is stored); the
+/// stream also reads the session every `payments.events_poll_secs`, for
+/// writes on other nodes.
 #[utoipa::path(get, path = "/v1/payment-sessions/{id}/events", tag = "payments",
     params(("id" = String, Path)),
     responses((status = 200, description = "text/event-stream: `session` and `final` events carry SessionView \
@@ -464,8 +464,12 @@ pub async fn events(
         state.env.clock.now(),
     ) == crate::auth::policy::Decision::Allow;
     let started = std::time::Instant::now();
-    let stream =
-        futures_util::stream::unfold((None::<String>, Stage::Live), move |(last, stage)| {
+    // Taken before the first read, so no write after it goes unseen.
+    let watch = payments.watch(id);
+    let poll = payments.events_poll();
+    let stream = futures_util::stream::unfold(
+        (None::<String>, Stage::Live, watch),
+        move |(last, stage, mut watch)| {
             let (payments, caller, billing) =
                 (payments.clone(), caller.clone(), state.billing.clone());
             async move {
@@ -474,14 +478,14 @@ pub async fn events(
                     Stage::Receipt => {
                         let data = receipt_event(&billing, caller.tenant, id, full_receipt).await?;
                         let event = Event::default().event("receipt").data(data);
-                        return Some((Ok(event), (last, Stage::Closed)));
+                        return Some((Ok(event), (last, Stage::Closed, watch)));
                     }
                     Stage::Live if started.elapsed() > EVENTS_MAX => return None,
                     Stage::Live => {}
                 }
                 loop {
                     if last.is_some() {
-                        tokio::time::sleep(EVENTS_POLL).await;
+                        watch.next(poll).await;
                     }
                     let view = payments.get(&caller, id).await.ok()?;
                     let json = serde_json::to_string(&view).ok()?;
@@ -499,12 +503,13 @@ pub async fn events(
                         };
                         return Some((
                             Ok::<_, std::convert::Infallible>(event),
-                            (Some(json), next),
+                            (Some(json), next, watch),
                         ));
                     }
                 }
             }
-        });
+        },
+    );
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
