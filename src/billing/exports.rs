@@ -1,9 +1,13 @@
-//! Accounting exports: one CSV row per session, and revenue grouped by
-//! site, EVSE or day. Amounts in CSV are decimals in major units of the
-//! row's currency (`63.18`), computed from integer minor units.
+//! Accounting exports: one CSV row per session, one CSV row per money
+//! movement (capture or refund), and revenue grouped by site, EVSE or day.
+//! Amounts in CSV are decimals in major units of the row's currency
+//! (`63.18`), computed from integer minor units.
 //!
 //! Sessions are selected by when they started (`created_at`), the same
-//! instant the history pages by; a day is a UTC calendar day.
+//! instant the history pages by; a day is a UTC calendar day. Money
+//! movements are selected by when they succeeded (see
+//! [`PaymentMovement`]), so a refund shows in the period it was made in,
+//! whenever its session started.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +18,7 @@ use super::cdr::site_of;
 use super::receipt::receipt_id;
 use crate::money::{Currency, Money};
 use crate::payments::session::{PaymentSession, SessionStatus};
+use crate::store::billing::PaymentMovement;
 
 pub const CSV_HEADER: [&str; 19] = [
     "session_id",
@@ -67,11 +72,16 @@ fn cell(text: &str) -> String {
 #[error("the CSV export could not be written")]
 pub struct ExportError;
 
+/// A CSV writer: RFC 4180, quoted where needed, CRLF.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
+}
+
 /// The CSV of these sessions (RFC 4180: quoted where needed, CRLF).
 pub fn sessions_csv(sessions: &[PaymentSession]) -> Result<Vec<u8>, ExportError> {
-    let mut w = csv::WriterBuilder::new()
-        .terminator(csv::Terminator::CRLF)
-        .from_writer(Vec::new());
+    let mut w = csv_writer();
     w.write_record(CSV_HEADER).map_err(|_| ExportError)?;
     for s in sessions {
         let zero = Money::zero(s.hold.currency);
@@ -101,6 +111,51 @@ pub fn sessions_csv(sessions: &[PaymentSession]) -> Result<Vec<u8>, ExportError>
             decimal(s.refunded),
             decimal(net),
             cell(&s.acquirer),
+        ];
+        w.write_record(&record).map_err(|_| ExportError)?;
+    }
+    w.into_inner().map_err(|_| ExportError)
+}
+
+pub const PAYMENTS_CSV_HEADER: [&str; 11] = [
+    "at",
+    "kind",
+    "session_id",
+    "receipt_id",
+    "site",
+    "evse_id",
+    "currency",
+    "amount",
+    "reason",
+    "acquirer",
+    "reference",
+];
+
+/// The CSV of these money movements, one row each (RFC 4180, CRLF):
+/// `at` is when the capture or refund succeeded, `amount` is always
+/// positive (`kind` says which way it went), `reason` is a refund's and
+/// `reference` the acquirer idempotency key that names the call.
+pub fn payments_csv(movements: &[PaymentMovement]) -> Result<Vec<u8>, ExportError> {
+    let mut w = csv_writer();
+    w.write_record(PAYMENTS_CSV_HEADER)
+        .map_err(|_| ExportError)?;
+    for m in movements {
+        let record = [
+            m.at.to_rfc3339(),
+            m.kind.as_str().to_owned(),
+            m.session.to_string(),
+            if m.session_status == SessionStatus::Completed {
+                receipt_id(m.session)
+            } else {
+                String::new()
+            },
+            cell(site_of(&m.evse_id)),
+            cell(&m.evse_id),
+            m.amount.currency.code().to_owned(),
+            decimal(m.amount),
+            cell(m.reason.as_deref().unwrap_or("")),
+            cell(&m.acquirer),
+            cell(&m.acquirer_key),
         ];
         w.write_record(&record).map_err(|_| ExportError)?;
     }
@@ -222,5 +277,59 @@ mod tests {
     fn formulas_are_defused() {
         assert_eq!(cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
         assert_eq!(cell("DE*VVT*E1*1"), "DE*VVT*E1*1");
+    }
+
+    #[test]
+    fn payments_csv_has_a_header_a_row_per_movement_and_defused_cells() {
+        use crate::ids::PaymentSessionId;
+        use crate::payments::session::IntentKind;
+
+        let eur = Currency::parse("EUR").unwrap();
+        let session = PaymentSessionId::from_uuid(uuid::Uuid::nil());
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-03T09:30:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let refund = PaymentMovement {
+            at,
+            kind: IntentKind::Refund,
+            session,
+            session_status: SessionStatus::Completed,
+            evse_id: "DE*VVT*E0001*1".into(),
+            amount: Money::new(259, eur),
+            reason: Some("=HYPERLINK(\"x\"), waived".into()),
+            acquirer: "simulator".into(),
+            acquirer_key: "vv_refund_1".into(),
+        };
+        let capture = PaymentMovement {
+            kind: IntentKind::Capture,
+            amount: Money::new(1759, eur),
+            reason: None,
+            acquirer_key: "vv_capture_1".into(),
+            ..refund.clone()
+        };
+        let csv = String::from_utf8(payments_csv(&[capture, refund]).unwrap()).unwrap();
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(
+            lines[0],
+            "at,kind,session_id,receipt_id,site,evse_id,currency,amount,reason,acquirer,reference"
+        );
+        let id = session.to_string();
+        assert_eq!(
+            lines[1],
+            format!(
+                "2026-11-03T09:30:00+00:00,capture,{id},rcpt_{id},DE*VVT*E0001,DE*VVT*E0001*1,\
+                 EUR,17.59,,simulator,vv_capture_1"
+            )
+        );
+        // The reason starts with `=`: defused, and quoted for its comma and quotes.
+        assert_eq!(
+            lines[2],
+            format!(
+                "2026-11-03T09:30:00+00:00,refund,{id},rcpt_{id},DE*VVT*E0001,DE*VVT*E0001*1,\
+                 EUR,2.59,\"'=HYPERLINK(\"\"x\"\"), waived\",simulator,vv_refund_1"
+            )
+        );
+        assert_eq!(lines[3], "");
+        assert_eq!(lines.len(), 4);
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::cdr::{Cdr, build_cdr};
-use super::exports::{Grouping, Revenue, revenue, sessions_csv};
+use super::exports::{Grouping, Revenue, payments_csv, revenue, sessions_csv};
 use super::pricing::MeterReading;
 use super::receipt::{
     CardSummary, OperatorDetails, Receipt, ReceiptError, ReceiptInput, ReceiptRefund,
@@ -24,7 +24,7 @@ use crate::money::Money;
 use crate::payments::service::SessionView;
 use crate::payments::session::{IntentKind, IntentState, PaymentSession, SessionStatus};
 use crate::payments::tariffs::{TariffBook, TariffBookError};
-use crate::store::billing::SessionQuery;
+use crate::store::billing::{MovementQuery, PaymentMovement, SessionQuery};
 use crate::store::{Store, StoreError};
 use crate::tokens::service::Caller;
 
@@ -106,7 +106,8 @@ pub struct HistoryPage {
     pub next_cursor: Option<String>,
 }
 
-/// What an export covers: sessions started in `[from, to)`.
+/// What an export covers: sessions started in `[from, to)` (for the
+/// payments export, captures and refunds that succeeded in it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
     pub from: DateTime<Utc>,
@@ -263,6 +264,50 @@ impl BillingService {
         let sessions = self.sessions_in(caller.tenant, period, None).await?;
         let csv = sessions_csv(&sessions).map_err(|_| BillingError::Encode)?;
         self.audit_export(caller, "sessions.csv", sessions.len())
+            .await?;
+        Ok(csv)
+    }
+
+    /// Every capture and refund of the tenant that succeeded in the period,
+    /// oldest first; bounded like the sessions.
+    async fn movements_in(
+        &self,
+        tenant: TenantId,
+        period: Period,
+    ) -> Result<Vec<PaymentMovement>, BillingError> {
+        let mut out: Vec<PaymentMovement> = Vec::new();
+        loop {
+            let page = self
+                .store
+                .payment_movements_page(&MovementQuery {
+                    tenant,
+                    from: period.from,
+                    to: period.to,
+                    after: out.last().map(|m| (m.at, m.acquirer_key.clone())),
+                    limit: EXPORT_PAGE,
+                })
+                .await?;
+            let full = page.len() == EXPORT_PAGE as usize;
+            out.extend(page);
+            if out.len() > MAX_EXPORT_SESSIONS {
+                return Err(BillingError::TooLarge);
+            }
+            if !full {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The payments CSV: one row per capture or refund that succeeded in
+    /// the period, whenever its session started.
+    pub async fn payments_csv(
+        &self,
+        caller: &Caller,
+        period: Period,
+    ) -> Result<Vec<u8>, BillingError> {
+        let movements = self.movements_in(caller.tenant, period).await?;
+        let csv = payments_csv(&movements).map_err(|_| BillingError::Encode)?;
+        self.audit_export(caller, "payments.csv", movements.len())
             .await?;
         Ok(csv)
     }

@@ -23,7 +23,7 @@ use super::routes::{
         payments::create, payments::get, payments::events, payments::meter, payments::complete, payments::cancel,
         payments::refund,
         tariffs::list, tariffs::get, tariffs::publish, tariffs::display,
-        billing::history, billing::receipt, billing::sessions_csv, billing::cdrs, billing::revenue,
+        billing::history, billing::receipt, billing::sessions_csv, billing::payments_csv, billing::cdrs, billing::revenue,
         auth::login, auth::mfa, auth::logout, auth::step_up,
         admin::list_tenants, admin::create_tenant,
         admin::list_clients, admin::create_client, admin::revoke_client, admin::rotate_client,

@@ -1,5 +1,6 @@
 //! Reading payment sessions for billing: a tenant's history a page at a
-//! time, in (created_at, id) order, the order cursors and exports rely on.
+//! time, in (created_at, id) order, the order cursors and exports rely on;
+//! and the money that moved (captures and refunds) in (at, key) order.
 //! Portable SQL, expanded for each adapter next to the payment store (it
 //! reuses that store's row mapping).
 
@@ -8,7 +9,8 @@ use chrono::{DateTime, Utc};
 
 use super::StoreError;
 use crate::ids::{PaymentSessionId, TenantId};
-use crate::payments::session::{PaymentSession, SessionStatus};
+use crate::money::Money;
+use crate::payments::session::{IntentKind, PaymentSession, SessionStatus};
 
 /// Which sessions of a tenant, and where the page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +31,47 @@ pub struct SessionQuery {
     pub limit: u32,
 }
 
+/// Which money movements of a tenant, and where the page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovementQuery {
+    pub tenant: TenantId,
+    /// Moved at or after.
+    pub from: DateTime<Utc>,
+    /// Moved before.
+    pub to: DateTime<Utc>,
+    /// The last (at, acquirer key) of the previous page.
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: u32,
+}
+
+/// Money that moved at the acquirer: a capture or a refund intent that
+/// succeeded, with what accounting needs of its session.
+///
+/// `at` is the intent's `updated_at`, which the payment service sets to the
+/// clock's time when it writes the call's outcome and never changes once the
+/// intent has succeeded (a lost answer settled by recovery gets the time
+/// recovery settled it). Wallet-paid sessions capture and refund through the
+/// same intents (acquirer `wallet`), so they are here too. The card charge
+/// of a wallet top-up is recorded with the wallet, not as a payment intent,
+/// and is not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentMovement {
+    pub at: DateTime<Utc>,
+    /// `Capture` or `Refund`.
+    pub kind: IntentKind,
+    pub session: PaymentSessionId,
+    pub session_status: SessionStatus,
+    pub evse_id: String,
+    /// A capture's amount is what the acquirer reported captured (the
+    /// session's `captured`); a refund's is the amount refunded.
+    pub amount: Money,
+    /// The operator's reason for a refund; `None` for captures.
+    pub reason: Option<String>,
+    pub acquirer: String,
+    /// The acquirer idempotency key: names the call at the acquirer.
+    pub acquirer_key: String,
+}
+
 #[async_trait]
 pub trait BillingStore: Send + Sync {
     /// Up to `query.limit` sessions, oldest first, ties broken by id.
@@ -36,6 +79,12 @@ pub trait BillingStore: Send + Sync {
         &self,
         query: &SessionQuery,
     ) -> Result<Vec<PaymentSession>, StoreError>;
+    /// Up to `query.limit` of the tenant's succeeded captures and refunds
+    /// with `at` in `[from, to)`, oldest first, ties broken by acquirer key.
+    async fn payment_movements_page(
+        &self,
+        query: &MovementQuery,
+    ) -> Result<Vec<PaymentMovement>, StoreError>;
 }
 
 macro_rules! impl_billing_store {
@@ -77,6 +126,70 @@ macro_rules! impl_billing_store {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.iter().map(payment_rows::session).collect()
+            }
+
+            async fn payment_movements_page(
+                &self,
+                q: &$crate::store::billing::MovementQuery,
+            ) -> Result<
+                Vec<$crate::store::billing::PaymentMovement>,
+                $crate::store::StoreError,
+            > {
+                use sqlx::Row;
+                use $crate::money::{Currency, Money};
+                use $crate::payments::session::{IntentKind, SessionStatus};
+                use $crate::store::StoreError;
+
+                let (after_at, after_key) = match &q.after {
+                    Some((at, key)) => (Some(*at), Some(key.as_str())),
+                    None => (None, None),
+                };
+                // A capture intent holds the amount asked for; the session
+                // holds what the acquirer reported captured (one capture
+                // per session), which is what moved.
+                let rows = sqlx::query(
+                    "SELECT i.updated_at AS moved_at, i.kind, i.session_id, i.acquirer_key, \
+                      i.reason, s.status, s.evse_id, s.currency, s.acquirer, \
+                      CASE WHEN i.kind = 'capture' THEN COALESCE(s.captured_value, i.amount) \
+                           ELSE i.amount END AS moved \
+                      FROM payment_intents i JOIN payment_sessions s ON s.id = i.session_id \
+                      WHERE s.tenant_id = $1 AND i.state = 'succeeded' \
+                      AND i.kind IN ('capture', 'refund') \
+                      AND i.updated_at >= $2 AND i.updated_at < $3 \
+                      AND ($4 IS NULL OR i.updated_at > $4 \
+                           OR (i.updated_at = $4 AND i.acquirer_key > $5)) \
+                      ORDER BY i.updated_at, i.acquirer_key LIMIT $6",
+                )
+                .bind(q.tenant)
+                .bind(q.from)
+                .bind(q.to)
+                .bind(after_at)
+                .bind(after_key)
+                .bind(i64::from(q.limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.iter()
+                    .map(|row| {
+                        let code: String = row.try_get("currency")?;
+                        let currency = Currency::parse(&code).map_err(|_| StoreError::Internal)?;
+                        let kind: String = row.try_get("kind")?;
+                        let status: String = row.try_get("status")?;
+                        let reason: Option<String> = row.try_get("reason")?;
+                        let kind = IntentKind::parse(&kind).ok_or(StoreError::Internal)?;
+                        Ok($crate::store::billing::PaymentMovement {
+                            at: row.try_get("moved_at")?,
+                            kind,
+                            session: row.try_get("session_id")?,
+                            session_status: SessionStatus::parse(&status)
+                                .ok_or(StoreError::Internal)?,
+                            evse_id: row.try_get("evse_id")?,
+                            amount: Money::new(row.try_get("moved")?, currency),
+                            reason: reason.filter(|_| kind == IntentKind::Refund),
+                            acquirer: row.try_get("acquirer")?,
+                            acquirer_key: row.try_get("acquirer_key")?,
+                        })
+                    })
+                    .collect()
             }
         }
     };

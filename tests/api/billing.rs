@@ -1,19 +1,20 @@
 //! Receipts, the charging history and the accounting exports, on both
 //! databases: one EV session against the simulator comes out the same, to
 //! the cent, on its receipt (JSON, HTML, PDF), in the sessions CSV, as an
-//! OCPI CDR and in the revenue; none of them carries the card number.
+//! OCPI CDR and in the revenue; none of them carries the card number. The
+//! payments CSV puts a capture and a later refund each in its own period.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voltvault::app::App;
 use voltvault::auth::policy::Role;
 use voltvault::auth::{Actor, Origin};
-use voltvault::clock::{Clock, Environment, SystemClock};
+use voltvault::clock::{Clock, Environment, FixedClock, SystemClock};
 
 use voltvault::devpki::write_file;
 
 use crate::helpers::{Backend, TestApp, test_config};
-use crate::payments::{APPROVE, Charging, card, charging};
+use crate::payments::{APPROVE, Charging, card, charging_at};
 
 /// 0.59 EUR/kWh and 6.00 EUR/h idle (per minute), both with 19% VAT.
 const TARIFFS: &str = r#"[{"id":"standard","version":1,"currency":"EUR","time_zone":"Europe/Berlin",
@@ -45,15 +46,27 @@ fn urlencode(s: &str) -> String {
 }
 
 async fn with_billing(backend: Backend) -> (Charging, tempfile::TempDir) {
+    with_billing_at(backend, None).await
+}
+
+/// Like [`with_billing`], on `clock` when given.
+async fn with_billing_at(
+    backend: Backend,
+    clock: Option<FixedClock>,
+) -> (Charging, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let tariffs = dir.path().join("tariffs.json");
     write_file(&tariffs, TARIFFS, 0o600).unwrap();
-    let w = charging(backend, |c| {
-        c.payments.tariffs_file = Some(tariffs);
-        c.billing.operator_name = Some("Volt <Charging> & Co".into());
-        c.billing.operator_address = Some("Musterstrasse 1, 10115 Berlin".into());
-        c.billing.operator_vat_id = Some("DE123456789".into());
-    })
+    let w = charging_at(
+        backend,
+        |c| {
+            c.payments.tariffs_file = Some(tariffs);
+            c.billing.operator_name = Some("Volt <Charging> & Co".into());
+            c.billing.operator_address = Some("Musterstrasse 1, 10115 Berlin".into());
+            c.billing.operator_vat_id = Some("DE123456789".into());
+        },
+        clock,
+    )
     .await;
     (w, dir)
 }
@@ -383,7 +396,7 @@ async fn bad_requests_get_stable_codes(backend: Backend) {
             "invalid_query",
         ),
     ] {
-        for export in ["sessions.csv", "cdrs", "revenue"] {
+        for export in ["sessions.csv", "payments.csv", "cdrs", "revenue"] {
             let (s, p) = get(&operator, &w, &format!("/v1/exports/{export}?{query}")).await;
             assert_eq!(s, status, "{export}?{query}: {p}");
             assert_eq!(p["code"], code, "{export}?{query}");
@@ -602,10 +615,259 @@ async fn a_receipt_whose_tariff_version_is_gone_is_refused(backend: Backend) {
     restarted.stop().await;
 }
 
+fn t(text: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+/// A session `charger` opens at the clock's time and completes 30 minutes
+/// later with `wh` charged; returns its id and the amount captured.
+async fn charge_with(
+    w: &Charging,
+    charger: &reqwest::Client,
+    clock: &FixedClock,
+    key: &str,
+    wh: i64,
+) -> (String, i64) {
+    let (status, s) = w
+        .post(
+            charger,
+            "/v1/payment-sessions",
+            key,
+            crate::payments::open_body(card(APPROVE), 5000),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let (status, m) = w
+        .post(
+            charger,
+            &format!("/v1/payment-sessions/{id}/meter"),
+            &format!("{key}-m0"),
+            json!({"energy_wh": 0, "at": clock.now()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    clock.advance(chrono::Duration::minutes(30));
+    let (status, done) = w
+        .post(
+            charger,
+            &format!("/v1/payment-sessions/{id}/complete"),
+            &format!("{key}-done"),
+            json!({"energy_wh": wh, "at": clock.now()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
+    (id, money(&done["captured_amount"]))
+}
+
+/// An export's CSV rows, each as column name -> cell.
+async fn csv_rows(
+    client: &reqwest::Client,
+    w: &Charging,
+    path: &str,
+) -> Vec<std::collections::HashMap<String, String>> {
+    let r = client.get(w.app.url(path)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{path}");
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let body = r.bytes().await.unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_ref());
+    let header = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .map(|row| {
+            header
+                .iter()
+                .map(str::to_owned)
+                .zip(row.unwrap().iter().map(str::to_owned))
+                .collect()
+        })
+        .collect()
+}
+
+const OCTOBER: &str = "from=2026-10-01T00:00:00Z&to=2026-11-01T00:00:00Z";
+const NOVEMBER: &str = "from=2026-11-01T00:00:00Z&to=2026-12-01T00:00:00Z";
+
+/// A session captured on 31 October and partly refunded on 1 November:
+/// October's payments CSV has the capture, November's the refund, each to
+/// the cent of the session's figures; another tenant's money, moving in the
+/// same hours, shows in neither.
+async fn payments_csv_lists_each_movement_in_the_period_it_moved(backend: Backend) {
+    let clock = FixedClock::new(t("2026-10-31T22:00:00Z"));
+    let (w, _dir) = with_billing_at(backend, Some(clock.clone())).await;
+    let (cli, origin) = (Actor::cli(), Origin::cli());
+    let other = w
+        .app
+        .auth
+        .create_tenant("elsewhere", &cli, &origin)
+        .await
+        .unwrap()
+        .id;
+    let other_ca = voltvault::devpki::DevCa::generate("elsewhere chargers").unwrap();
+    w.app
+        .auth
+        .register_charger_ca(other, "chargers", &other_ca.cert_pem(), &cli, &origin)
+        .await
+        .unwrap();
+    let issued = other_ca.issue_client("elsewhere-1").unwrap();
+    let other_charger = w
+        .app
+        .client_with_identity(&issued.cert_pem, &issued.key_pem);
+
+    // Captured at 22:30 and 23:00 on 31 October (UTC).
+    let (id, captured) = charge_with(&w, &w.charger, &clock, "p-1", 22_500).await;
+    let (other_id, _) = charge_with(&w, &other_charger, &clock, "p-x", 10_000).await;
+    assert!(captured > 259);
+    // Refunded at 01:00 on 1 November, in both tenants.
+    clock.advance(chrono::Duration::hours(2));
+    let at = clock.now();
+    let operator = w.app.bearer_client(
+        &w.app
+            .staff_session_at(w.tenant, Role::Operator, Some(at))
+            .await,
+    );
+    let other_operator = w.app.bearer_client(
+        &w.app
+            .staff_session_at(other, Role::Operator, Some(at))
+            .await,
+    );
+    let (status, r) = w
+        .post(
+            &operator,
+            &format!("/v1/payment-sessions/{id}/refunds"),
+            "p-1-refund",
+            json!({"amount": {"value": 259, "currency": "EUR"}, "reason": "=idle fee waived"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let (status, r) = w
+        .post(
+            &other_operator,
+            &format!("/v1/payment-sessions/{other_id}/refunds"),
+            "p-x-refund",
+            json!({"reason": "goodwill"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    let session = w.get(&id).await;
+    assert_eq!(money(&session["captured_amount"]), captured);
+    assert_eq!(money(&session["refunded_amount"]), 259);
+
+    let october = csv_rows(
+        &operator,
+        &w,
+        &format!("/v1/exports/payments.csv?{OCTOBER}"),
+    )
+    .await;
+    assert_eq!(october.len(), 1, "{october:?}");
+    let capture = &october[0];
+    assert_eq!(capture["kind"], "capture");
+    assert_eq!(t(&capture["at"]), t("2026-10-31T22:30:00Z"));
+    assert_eq!(capture["session_id"], id);
+    assert_eq!(capture["receipt_id"], format!("rcpt_{id}"));
+    assert_eq!(capture["site"], "DE*VVT*E0001");
+    assert_eq!(capture["evse_id"], "DE*VVT*E0001*1");
+    assert_eq!(capture["currency"], "EUR");
+    assert_eq!(cents(&capture["amount"]), captured);
+    assert_eq!(capture["reason"], "");
+    assert!(!capture["acquirer"].is_empty(), "{capture:?}");
+    assert!(!capture["reference"].is_empty(), "{capture:?}");
+
+    let november = csv_rows(
+        &operator,
+        &w,
+        &format!("/v1/exports/payments.csv?{NOVEMBER}"),
+    )
+    .await;
+    assert_eq!(november.len(), 1, "{november:?}");
+    let refund = &november[0];
+    assert_eq!(refund["kind"], "refund");
+    assert_eq!(t(&refund["at"]), at);
+    assert_eq!(refund["session_id"], id);
+    assert_eq!(cents(&refund["amount"]), 259);
+    // The reason is the operator's text, defused for spreadsheets.
+    assert_eq!(refund["reason"], "'=idle fee waived");
+    assert_eq!(refund["acquirer"], capture["acquirer"]);
+    assert_ne!(refund["reference"], capture["reference"]);
+    // The sessions CSV is by session start: November has none of this.
+    let sessions = csv_rows(
+        &operator,
+        &w,
+        &format!("/v1/exports/sessions.csv?{NOVEMBER}"),
+    )
+    .await;
+    assert!(sessions.is_empty(), "{sessions:?}");
+
+    // The other tenant sees its own capture and refund, never ours.
+    let mut theirs = Vec::new();
+    for period in [OCTOBER, NOVEMBER] {
+        let rows = csv_rows(
+            &other_operator,
+            &w,
+            &format!("/v1/exports/payments.csv?{period}"),
+        )
+        .await;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        theirs.extend(rows);
+    }
+    assert!(theirs.iter().all(|r| r["session_id"] == other_id));
+    assert_eq!(theirs[0]["kind"], "capture");
+    assert_eq!(theirs[1]["kind"], "refund");
+    assert_eq!(theirs[0]["amount"], theirs[1]["amount"]);
+
+    // The store pages by (at, acquirer key): one at a time, each once.
+    let mut after = None;
+    let mut paged = Vec::new();
+    loop {
+        let page = w
+            .app
+            .store
+            .payment_movements_page(&voltvault::store::billing::MovementQuery {
+                tenant: w.tenant,
+                from: t("2026-10-01T00:00:00Z"),
+                to: t("2026-12-01T00:00:00Z"),
+                after: after.clone(),
+                limit: 1,
+            })
+            .await
+            .unwrap();
+        let Some(m) = page.last() else { break };
+        after = Some((m.at, m.acquirer_key.clone()));
+        paged.extend(page.into_iter().map(|m| m.acquirer_key));
+    }
+    assert_eq!(
+        paged,
+        [capture["reference"].as_str(), refund["reference"].as_str()]
+    );
+
+    // The export is in the audit trail.
+    let events = w
+        .app
+        .store
+        .search_audit(&voltvault::audit::AuditQuery {
+            limit: 1000,
+            ..voltvault::audit::AuditQuery::new()
+        })
+        .await
+        .unwrap();
+    assert!(events.iter().any(|e| e.event_type == "billing.export"
+        && e.tenant == Some(w.tenant)
+        && e.resource.as_deref() == Some("export:payments.csv")
+        && e.reason.as_deref() == Some("rows=1")));
+}
+
 crate::on_both_databases!(
     one_session_agrees_everywhere_to_the_cent,
     a_receipt_whose_tariff_version_is_gone_is_refused,
     a_capped_capture_is_shown_honestly,
     bad_requests_get_stable_codes,
     history_pages_with_a_stable_cursor,
+    payments_csv_lists_each_movement_in_the_period_it_moved,
 );

@@ -242,9 +242,10 @@ pub(crate) fn history_query(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportParams {
-    /// Sessions started at or after, RFC 3339. Required.
+    /// Sessions started (payments.csv: money moved) at or after, RFC 3339. Required.
     pub from: Option<String>,
-    /// Sessions started before, RFC 3339. Required; at most 366 days after `from`.
+    /// Sessions started (payments.csv: money moved) before, RFC 3339.
+    /// Required; at most 366 days after `from`.
     pub to: Option<String>,
     /// Revenue only: `site` (the EVSE id without its last `*` part), `evse` or `day` (UTC).
     pub group: Option<String>,
@@ -303,6 +304,35 @@ pub async fn sessions_csv(
     Ok(attachment(
         "text/csv; charset=utf-8; header=present",
         "attachment; filename=\"sessions.csv\"",
+        csv,
+    ))
+}
+
+/// One CSV row per capture or refund that succeeded in the period, whatever
+/// period its session started in: `at` (when it succeeded, RFC 3339 UTC),
+/// `kind` (`capture` or `refund`), `session_id`, `receipt_id`, `site`,
+/// `evse_id`, `currency`, `amount` (positive), `reason` (refunds),
+/// `acquirer`, `reference` (the acquirer idempotency key of the call).
+#[utoipa::path(get, path = "/v1/exports/payments.csv", tag = "billing", params(ExportParams),
+    responses((status = 200, description = "RFC 4180 CSV with a header row", content_type = "text/csv", body = String),
+              (status = 400, body = crate::http::error::Problem),
+              (status = 422, body = crate::http::error::Problem)))]
+pub async fn payments_csv(
+    State(state): State<AppState>,
+    principal: Principal,
+    origin: RequestOrigin,
+    params: Result<Query<ExportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(invalid_query)?;
+    let period = p.period()?;
+    let csv = state
+        .billing
+        .payments_csv(&caller(&principal, &origin), period)
+        .await
+        .map_err(billing_error)?;
+    Ok(attachment(
+        "text/csv; charset=utf-8; header=present",
+        "attachment; filename=\"payments.csv\"",
         csv,
     ))
 }

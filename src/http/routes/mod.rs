@@ -397,6 +397,12 @@ pub fn api_routes() -> ApiRoutes {
         )
         .add(
             Method::GET,
+            "/v1/exports/payments.csv",
+            perm(P::BillingRead),
+            billing::payments_csv,
+        )
+        .add(
+            Method::GET,
             "/v1/exports/cdrs",
             perm(P::BillingRead),
             billing::cdrs,
