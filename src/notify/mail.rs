@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use super::events::FailedStep;
 use crate::money::Money;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,9 +112,14 @@ pub struct ReceiptSummary<'a> {
 #[derive(Debug, Clone)]
 pub enum Template<'a> {
     SessionCompleted(ReceiptSummary<'a>),
+    /// A session ended in `payment.failed`: its hold, capture or release
+    /// failed.
     PaymentFailed {
         evse_id: &'a str,
         at: DateTime<Utc>,
+        step: FailedStep,
+        /// The card, as the driver knows it: last four digits at most.
+        card_last4: Option<&'a str>,
     },
     /// A prepaid wallet fell below its threshold.
     WalletLowBalance {
@@ -152,14 +158,42 @@ pub fn render(to: &str, template: &Template<'_>) -> EmailMessage {
                 receipt = r.receipt_id,
             ),
         ),
-        Template::PaymentFailed { evse_id, at } => (
-            "Your card was not accepted".to_owned(),
-            format!(
-                "The payment for charging at {evse_id} on {} could not be authorized.\n\
-                 No money was taken. Please try another card or payment method.\n",
-                at.format("%Y-%m-%d %H:%M UTC")
-            ),
-        ),
+        Template::PaymentFailed {
+            evse_id,
+            at,
+            step,
+            card_last4,
+        } => {
+            let at = at.format("%Y-%m-%d %H:%M UTC");
+            let (subject, what) = match step {
+                FailedStep::Authorize => (
+                    "Your card was not accepted",
+                    format!(
+                        "The payment for charging at {evse_id} on {at} could not be authorized.\n\
+                         No money was taken. Please try another card or payment method.\n"
+                    ),
+                ),
+                FailedStep::Capture => (
+                    "Your charging payment could not be completed",
+                    format!(
+                        "The payment for charging at {evse_id} on {at} could not be completed.\n\
+                         No money was taken for this session.\n"
+                    ),
+                ),
+                FailedStep::Void => (
+                    "The amount held for your charging could not be released",
+                    format!(
+                        "The amount held for charging at {evse_id} on {at} could not be released.\n\
+                         If it is still held in a few days, please contact us.\n"
+                    ),
+                ),
+            };
+            let card = match card_last4 {
+                Some(last4) => format!("Card: **** {last4}\n"),
+                None => String::new(),
+            };
+            (subject.to_owned(), format!("{what}{card}"))
+        }
         Template::WalletLowBalance { balance, threshold } => (
             "Your charging wallet is running low".to_owned(),
             format!(
@@ -273,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_payment_says_no_money_was_taken() {
+    fn a_failed_payment_mail_says_what_failed() {
         let at = DateTime::parse_from_rfc3339("2026-11-25T10:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
@@ -282,9 +316,42 @@ mod tests {
             &Template::PaymentFailed {
                 evse_id: "DE*VVT*E0001*1",
                 at,
+                step: FailedStep::Authorize,
+                card_last4: Some("4242"),
             },
         );
+        assert_eq!(m.subject, "Your card was not accepted");
         assert!(m.text.contains("No money was taken"));
         assert!(m.text.contains("DE*VVT*E0001*1"));
+        assert!(m.text.contains("2026-11-25 10:00 UTC"));
+        assert!(m.text.contains("Card: **** 4242"));
+
+        let capture = render(
+            "driver@example.com",
+            &Template::PaymentFailed {
+                evse_id: "DE*VVT*E0001*1",
+                at,
+                step: FailedStep::Capture,
+                card_last4: None,
+            },
+        );
+        assert_eq!(
+            capture.subject,
+            "Your charging payment could not be completed"
+        );
+        assert!(capture.text.contains("could not be completed"));
+        assert!(capture.text.contains("No money was taken"));
+        assert!(!capture.text.contains("Card:"));
+
+        let void = render(
+            "driver@example.com",
+            &Template::PaymentFailed {
+                evse_id: "DE*VVT*E0001*1",
+                at,
+                step: FailedStep::Void,
+                card_last4: None,
+            },
+        );
+        assert!(void.text.contains("could not be released"));
     }
 }

@@ -1,6 +1,6 @@
 //! E-mail to the account an event concerns, next to its webhooks: the
-//! receipt to the driver, the invoice to whom it is addressed, the low
-//! wallet balance to the wallet's owner. Accounts without an address get
+//! receipt and a failed payment to the driver, the invoice to whom it is
+//! addressed, the low wallet balance to the wallet's owner. Accounts without an address get
 //! no mail. The dedupe key is derived from the event, so an event told
 //! twice is mailed once.
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::events::FailedStep;
 use super::mail::{ReceiptSummary, Template, render};
 use super::mail_queue::MailQueue;
 use super::{EventType, Notifier, OutboxEvent};
@@ -32,6 +33,12 @@ struct Envelope<T> {
 struct ReceiptReady {
     session_id: PaymentSessionId,
     receipt_id: String,
+}
+
+#[derive(Deserialize)]
+struct PaymentFailed {
+    session_id: PaymentSessionId,
+    step: FailedStep,
 }
 
 #[derive(Deserialize)]
@@ -76,11 +83,7 @@ impl MailingNotifier {
                 let Some(to) = self.address(tenant, session.account).await? else {
                     return Ok(());
                 };
-                let last4 = match self.store.token(tenant, &session.token).await {
-                    Ok(t) => Some(t.last4),
-                    Err(StoreError::NotFound) => None,
-                    Err(e) => return Err(e.into()),
-                };
+                let last4 = self.last4(tenant, &session.token).await?;
                 let summary = ReceiptSummary {
                     receipt_id: &e.receipt_id,
                     evse_id: &session.evse_id,
@@ -127,7 +130,30 @@ impl MailingNotifier {
                 );
                 self.queue(tenant, &message, &event.id).await
             }
-            EventType::SessionCompleted | EventType::PaymentFailed => Ok(()),
+            EventType::PaymentFailed => {
+                let e: PaymentFailed = body(event)?;
+                let session = self.store.payment_session(tenant, e.session_id).await?;
+                let Some(to) = self.address(tenant, session.account).await? else {
+                    return Ok(());
+                };
+                let last4 = self.last4(tenant, &session.token).await?;
+                let message = render(
+                    &to,
+                    &Template::PaymentFailed {
+                        evse_id: &session.evse_id,
+                        at: session.ended_at.unwrap_or(event.at),
+                        step: e.step,
+                        card_last4: last4.as_deref(),
+                    },
+                );
+                self.queue(
+                    tenant,
+                    &message,
+                    &format!("payment_failed:{}", e.session_id),
+                )
+                .await
+            }
+            EventType::SessionCompleted => Ok(()),
         }
     }
 
@@ -140,6 +166,16 @@ impl MailingNotifier {
             return Ok(None);
         };
         Ok(self.store.account(tenant, account).await?.email)
+    }
+
+    /// The last four digits of the card behind `token`; none for a
+    /// wallet or a token deleted since.
+    async fn last4(&self, tenant: TenantId, token: &str) -> Result<Option<String>, MailingError> {
+        match self.store.token(tenant, token).await {
+            Ok(t) => Ok(Some(t.last4)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn queue(

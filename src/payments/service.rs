@@ -234,7 +234,8 @@ pub struct PaymentService {
     audit: Arc<dyn AuditSink>,
     env: Environment,
     settings: PaymentSettings,
-    /// Told about completed and failed sessions (and ready receipts) after they are written.
+    /// Told about completed sessions (and ready receipts) and failed
+    /// payments (authorization, capture or release) after they are written.
     notifier: Arc<dyn crate::notify::Notifier>,
     /// Wakes this node's live-cost streams after each write.
     changes: Arc<super::changes::SessionChanges>,
@@ -954,7 +955,7 @@ impl PaymentService {
         session.revision += 1;
         // After the write, never instead of it: a lost event costs a
         // notification, not a payment (see notify::OutboxNotifier).
-        for event in crate::notify::events::after_step(&session, intent.kind, now) {
+        for event in crate::notify::events::after_step(&session, intent.kind, error_code, now) {
             self.notifier.notify(event).await;
         }
         if intent.kind == IntentKind::Capture {

@@ -495,9 +495,18 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
     let (status, p) = w.open("k-1", card(APPROVE), 200).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p["code"], "idempotency_key_reused");
-    // Readings must move forward.
+    // Readings must move forward; a refused one changes nothing.
     let id = s["id"].as_str().unwrap();
-    w.meter(id, "k-1-a", 5000, 10).await;
+    // (100 Wh within the 1.00 EUR hold.)
+    let (status, m) = w.meter(id, "k-1-0", 4900, 0).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    let (status, m) = w.meter(id, "k-1-a", 5000, 10).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    let before = w.get(id).await;
+    assert_eq!(before["energy_wh"], 100, "{before}");
+    assert!(money(&before["cost"]) > 0, "{before}");
+    let readings = w.app.db.count_rows("payment_meter_readings").await;
+    assert_eq!(readings, 2);
     let (status, p) = w.meter(id, "k-1-b", 4000, 11).await;
     assert_eq!(
         (status, p["code"].as_str()),
@@ -506,6 +515,11 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
             Some("meter_went_backwards")
         )
     );
+    assert_eq!(w.get(id).await, before);
+    assert_eq!(
+        w.app.db.count_rows("payment_meter_readings").await,
+        readings
+    );
     let (status, p) = w.meter(id, "k-1-c", 6000, 9).await;
     assert_eq!(
         (status, p["code"].as_str()),
@@ -513,6 +527,11 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
             StatusCode::UNPROCESSABLE_ENTITY,
             Some("reading_out_of_order")
         )
+    );
+    assert_eq!(w.get(id).await, before);
+    assert_eq!(
+        w.app.db.count_rows("payment_meter_readings").await,
+        readings
     );
     // The same reading again (a retry under a new key) answers the same.
     let (status, m) = w.meter(id, "k-1-d", 5000, 10).await;
@@ -567,6 +586,42 @@ async fn bad_requests_are_refused_and_store_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+/// A completed session takes no more readings: 409 `session_state`, and
+/// its readings, energy, cost and capture stay as they were.
+async fn a_reading_after_completion_is_refused_and_changes_nothing(backend: Backend) {
+    let w = charging(backend, |_| {}).await;
+    let (_, s) = w.open("ac-1", card(APPROVE), 5000).await;
+    let id = s["id"].as_str().unwrap();
+    let (status, m) = w.meter(id, "ac-1-m0", 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    let (status, done) = w.complete(id, 12_500, 15).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(done["status"], "completed");
+    let before = w.get(id).await;
+    assert_eq!(before["energy_wh"], 12_500, "{before}");
+    assert_eq!(money(&before["captured_amount"]), 878, "{before}");
+    assert_eq!(before["cost"], before["captured_amount"]);
+    let readings = w.app.db.count_rows("payment_meter_readings").await;
+    assert_eq!(readings, 2);
+    let intents = w.app.db.count_rows("payment_intents").await;
+
+    // A later reading, and one that repeats the final reading.
+    for (key, wh, minute) in [("ac-1-m1", 20_000, 30), ("ac-1-m2", 12_500, 15)] {
+        let (status, p) = w.meter(id, key, wh, minute).await;
+        assert_eq!(
+            (status, p["code"].as_str()),
+            (StatusCode::CONFLICT, Some("session_state")),
+            "{p}"
+        );
+        assert_eq!(w.get(id).await, before);
+        assert_eq!(
+            w.app.db.count_rows("payment_meter_readings").await,
+            readings
+        );
+        assert_eq!(w.app.db.count_rows("payment_intents").await, intents);
+    }
 }
 
 async fn live_cost_streams_until_the_session_ends(backend: Backend) {
@@ -767,6 +822,7 @@ crate::on_both_databases!(
     cancel_releases_the_hold,
     holds_never_completed_expire,
     bad_requests_are_refused_and_store_nothing,
+    a_reading_after_completion_is_refused_and_changes_nothing,
 );
 
 /// The same session against localstripe: a PaymentIntent with manual

@@ -13,6 +13,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use voltvault::auth::policy::Role;
 use voltvault::auth::{Actor, Origin};
+use voltvault::clock::{Clock, SystemClock};
 use voltvault::config::{Config, Mode};
 
 use crate::helpers::{Backend, contains_bytes, read_all_files_under};
@@ -288,9 +289,113 @@ async fn a_declined_session_emits_exactly_one_payment_failed(backend: Backend) {
     assert_eq!(delivery_log(&w, &client, &hook_id).await.len(), 1);
     let event: Value = serde_json::from_slice(&calls[0].1).unwrap();
     assert_eq!(event["type"], "payment.failed");
+    assert_eq!(
+        event["id"],
+        format!("evt_{}_payment_failed", s["id"].as_str().unwrap())
+    );
     assert_eq!(event["data"]["session_id"], s["id"]);
+    assert_eq!(event["data"]["status"], "declined");
     assert_eq!(event["data"]["decline_code"], "insufficient_funds");
+    assert_eq!(event["data"]["step"], "authorize");
+    assert_eq!(event["data"]["error_code"], "payment_declined");
     assert!(!String::from_utf8_lossy(&calls[0].1).contains("9995"));
+    // A bare card has no account to mail.
+    assert_eq!(w.app.db.count_rows("mail_outbox").await, 0);
+    w.app.stop().await;
+}
+
+/// A capture that fails for certain ends the session `failed` with one
+/// `payment.failed` naming the step, and the account's driver gets one
+/// mail. The fault is a real one: the session pays from its account's
+/// wallet, and its wallet hold is released behind it (as a hold at an
+/// acquirer can lapse), so the wallet ledger refuses the capture with
+/// `wrong_state`. (A failed release takes the same path in
+/// `PaymentService::apply`; `notify::events` tests its event.)
+async fn a_failed_capture_emits_one_payment_failed_and_mails_the_driver(backend: Backend) {
+    use crate::smtp_sink::{Relay, body, subject};
+    let relay = Relay::start().await;
+    let w = charging(backend, |c| {
+        fast_deliveries(c);
+        c.notifications.smtp = Some(relay.config.clone());
+    })
+    .await;
+    let client = app_client(&w).await;
+    let receiver = Arc::new(Receiver::default());
+    let url = serve(receiver.clone()).await;
+    let (_, hook) = create_webhook(
+        &w,
+        &client,
+        &url,
+        &["payment.failed", "session.completed", "receipt.ready"],
+    )
+    .await;
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
+    let (account, _) = crate::accounts::driver_with_card(&w, &client, "cf").await;
+    crate::wallets::open_wallet(&w, &client, &account, 0, true).await;
+    let (status, _) = crate::wallets::top_up(&w, &client, &account, "cf-t", 5000).await;
+    assert_eq!(status, StatusCode::CREATED);
+
+    // A session paid from the wallet, metered; then its wallet hold is
+    // released behind its back.
+    let (status, s) = w
+        .open("cf-1", json!({"rfid_uid": "04A2B3C4D5E6F7"}), 2000)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{s}");
+    assert_eq!(s["status"], "authorized", "{s}");
+    let id = s["id"].as_str().unwrap().to_owned();
+    let (status, m) = w.meter(&id, "cf-1-m0", 0, 0).await;
+    assert_eq!(status, StatusCode::OK, "{m}");
+    let hold = w.app.store.wallet_hold(None, Some(&id)).await.unwrap();
+    w.app
+        .store
+        .release_wallet_hold(&hold.id, "cf-1-lapsed", SystemClock.now())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The capture fails; the charger's retry is the same answer.
+    let (status, failed) = w.complete(&id, 10_000, 20).await;
+    assert_eq!(status, StatusCode::OK, "{failed}");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert!(failed.get("captured_amount").is_none(), "{failed}");
+    let (_, again) = w.complete(&id, 10_000, 20).await;
+    assert_eq!(again["status"], "failed", "{again}");
+
+    let delivery = settled(&w, &client, &hook_id).await;
+    assert_eq!(delivery["event_type"], "payment.failed");
+    assert_eq!(delivery["state"], "delivered");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(delivery_log(&w, &client, &hook_id).await.len(), 1);
+    let calls = receiver.calls();
+    assert_eq!(calls.len(), 1);
+    let event: Value = serde_json::from_slice(&calls[0].1).unwrap();
+    assert_eq!(event["type"], "payment.failed");
+    assert_eq!(event["id"], format!("evt_{id}_payment_failed"));
+    let data = &event["data"];
+    assert_eq!(data["session_id"], id.as_str());
+    assert_eq!(data["status"], "failed");
+    assert_eq!(data["step"], "capture");
+    assert_eq!(data["error_code"], "wrong_state");
+    assert_eq!(data["decline_code"], Value::Null);
+    assert_eq!(data["hold"]["value"], 2000);
+    assert_eq!(data["evse_id"], "DE*VVT*E0001*1");
+
+    let mails = relay.wait_for("could not be completed", 1).await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert!(mails[0].contains("dana@example.com"));
+    assert!(
+        body(&mails[0]).contains("No money was taken"),
+        "{}",
+        mails[0]
+    );
+
+    // That one mail and nothing else (no receipt), and no card data.
+    let messages = relay.sink.messages();
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    for m in &messages {
+        assert!(!m.contains(APPROVE), "{m}");
+        assert!(subject(m).is_some());
+    }
     w.app.stop().await;
 }
 
@@ -621,6 +726,7 @@ crate::on_both_databases!(
     a_receiver_that_fails_twice_gets_it_on_the_third_attempt,
     a_receiver_that_always_fails_ends_dead,
     a_declined_session_emits_exactly_one_payment_failed,
+    a_failed_capture_emits_one_payment_failed_and_mails_the_driver,
     a_completed_session_makes_its_receipt_ready_exactly_once,
     an_endpoint_gets_only_the_events_it_subscribed_to,
     bad_input_gets_stable_codes_and_stores_nothing,
