@@ -282,6 +282,11 @@ fn attachment(content_type: &'static str, file: &'static str, body: Vec<u8>) -> 
         .into_response()
 }
 
+/// A CSV export as a download (`disposition` names the file).
+fn csv_attachment(disposition: &'static str, csv: Vec<u8>) -> Response {
+    attachment("text/csv; charset=utf-8; header=present", disposition, csv)
+}
+
 /// One CSV row per session started in the period: amounts held, captured,
 /// refunded and net (RFC 4180).
 #[utoipa::path(get, path = "/v1/exports/sessions.csv", tag = "billing", params(ExportParams),
@@ -301,11 +306,7 @@ pub async fn sessions_csv(
         .sessions_csv(&caller(&principal, &origin), period)
         .await
         .map_err(billing_error)?;
-    Ok(attachment(
-        "text/csv; charset=utf-8; header=present",
-        "attachment; filename=\"sessions.csv\"",
-        csv,
-    ))
+    Ok(csv_attachment("attachment; filename=\"sessions.csv\"", csv))
 }
 
 /// One CSV row per capture or refund that succeeded in the period, whatever
@@ -330,11 +331,7 @@ pub async fn payments_csv(
         .payments_csv(&caller(&principal, &origin), period)
         .await
         .map_err(billing_error)?;
-    Ok(attachment(
-        "text/csv; charset=utf-8; header=present",
-        "attachment; filename=\"payments.csv\"",
-        csv,
-    ))
+    Ok(csv_attachment("attachment; filename=\"payments.csv\"", csv))
 }
 
 /// OCPI 2.2.1 CDR objects of the sessions completed among those started in
