@@ -659,6 +659,52 @@ mod tests {
     }
 
     #[test]
+    fn every_component_gets_its_line() {
+        let tariff = tariff(
+            r#"{"id":"t","version":3,"currency":"EUR","time_zone":"Europe/Berlin",
+            "elements":[{"price_components":[
+              {"type":"ENERGY","price":"0.50","vat":"19","step_size":1},
+              {"type":"TIME","price":"3.00","vat":"19","step_size":900},
+              {"type":"PARKING_TIME","price":"6.00","vat":"7","step_size":60},
+              {"type":"FLAT","price":"1.00","vat":"19"}]}]}"#,
+        );
+        // 30 kWh × 0.50 = 15.00; 40 min charging in 15-minute steps is
+        // 45 min × 3.00/h = 2.25; 20 min parking × 6.00/h = 2.00; flat 1.00.
+        // VAT exact: 19% of 18.25 = 3.4675, 7% of 2.00 = 0.14; 3.6075 -> 3.61.
+        let cost = price_session(&tariff, &readings()).unwrap();
+        assert_eq!((cost.excl_vat, cost.incl_vat), (eur(2025), eur(2386)));
+        let s = session(2386, 5000, 2386);
+        let r = build(&s, &tariff).unwrap();
+        let line = |kind| r.lines.iter().find(|l| l.kind == kind).unwrap();
+        let energy = line(LineKind::Energy);
+        assert_eq!(energy.amount_excl_vat, eur(1500));
+        let time = line(LineKind::Time);
+        assert_eq!(
+            (time.quantity, time.unit.as_deref()),
+            (Some(2700), Some("s"))
+        );
+        assert_eq!(time.quantity_display.as_deref(), Some("0:45:00 h"));
+        assert_eq!(time.amount_excl_vat, eur(225));
+        let parking = line(LineKind::ParkingTime);
+        assert_eq!(parking.amount_excl_vat, eur(200));
+        assert_eq!(parking.vat_rate.as_deref(), Some("7"));
+        let flat = line(LineKind::Flat);
+        assert_eq!(
+            (flat.quantity, flat.unit.as_deref()),
+            (Some(1), Some("session"))
+        );
+        assert_eq!(flat.amount_excl_vat, eur(100));
+        assert_eq!(r.lines.len(), 4);
+        assert_eq!(r.total_excl_vat, eur(2025));
+        assert_eq!(r.total_vat, eur(361));
+        assert_eq!(r.total_incl_vat, eur(2386));
+        let lines: i64 = r.lines.iter().map(|l| l.amount_incl_vat.value).sum();
+        assert_eq!(lines, 2386);
+        let vat: i64 = r.lines.iter().map(|l| l.vat.value).sum();
+        assert_eq!(vat, 361);
+    }
+
+    #[test]
     fn a_capped_capture_gets_a_line_and_vat_on_what_was_paid() {
         let tariff = tariff(ENERGY_AND_PARKING);
         let s = session(2320, 2000, 2000);

@@ -10,9 +10,10 @@
 //! `time_zone`. Unknown fields are refused. Every error names its field.
 //!
 //! Per dimension, the first element (in list order) that has a component of
-//! that dimension and whose restrictions match is the one used. An element
-//! that could never be that first one, because an earlier element with the
-//! same dimension matches everything it matches, is refused as overlapping.
+//! that dimension and whose restrictions match is the one used. Two elements
+//! of one dimension may overlap only when the earlier is the narrower (OCPI's
+//! fallback pattern); an element that an earlier one shadows, or that partly
+//! overlaps an earlier one, is refused as overlapping.
 
 use std::fmt;
 use std::str::FromStr;
@@ -223,6 +224,13 @@ pub enum TariffProblem {
         earlier: usize,
         dimension: Dimension,
     },
+    #[error(
+        "{dimension} here partly overlaps elements[{earlier}]: where both match, the earlier one wins; split the restrictions, or put the narrower element first"
+    )]
+    PartialOverlap {
+        earlier: usize,
+        dimension: Dimension,
+    },
     #[error("{0} appears twice in one element")]
     DuplicateComponent(Dimension),
     #[error("must have 1 to {max} entries", max = MAX_ELEMENTS)]
@@ -255,7 +263,8 @@ impl TariffError {
             TariffProblem::InvalidTime => "invalid_time_of_day",
             TariffProblem::InvalidDate => "invalid_date",
             TariffProblem::EmptyRestriction(_) => "empty_restriction",
-            TariffProblem::OverlappingRestrictions { .. } => "overlapping_restrictions",
+            TariffProblem::OverlappingRestrictions { .. }
+            | TariffProblem::PartialOverlap { .. } => "overlapping_restrictions",
             TariffProblem::DuplicateComponent(_) => "duplicate_price_component",
             TariffProblem::InvalidCount => "invalid_element_count",
             TariffProblem::InvalidPriceLimit(_) => "invalid_price_limit",
@@ -613,18 +622,8 @@ impl TariffDoc {
                 restrictions,
             };
             for c in &element.price_components {
-                let shadow = elements.iter().position(|earlier| {
-                    earlier.component(c.kind).is_some()
-                        && earlier.restrictions.covers(&element.restrictions)
-                });
-                if let Some(earlier) = shadow {
-                    return Err(TariffError::at(
-                        &format!("{at}.restrictions"),
-                        TariffProblem::OverlappingRestrictions {
-                            earlier,
-                            dimension: c.kind,
-                        },
-                    ));
+                if let Some(problem) = overlap(&elements, &element, c.kind) {
+                    return Err(TariffError::at(&format!("{at}.restrictions"), problem));
                 }
             }
             elements.push(element);
@@ -653,6 +652,37 @@ impl TariffDoc {
             max_price,
         })
     }
+}
+
+/// Why `element` may not follow `earlier` for `kind`, if it may not: an
+/// earlier element for the same dimension matches all it matches (it would
+/// never apply), or the two meet while the earlier one is not the narrower
+/// (which of them prices a moment would hang on list order alone). OCPI's
+/// pattern, narrower elements first and wider ones after, passes.
+fn overlap(
+    earlier: &[TariffElement],
+    element: &TariffElement,
+    kind: Dimension,
+) -> Option<TariffProblem> {
+    let new = &element.restrictions;
+    earlier.iter().enumerate().find_map(|(i, e)| {
+        let old = &e.restrictions;
+        if e.component(kind).is_none() {
+            None
+        } else if old.covers(new) {
+            Some(TariffProblem::OverlappingRestrictions {
+                earlier: i,
+                dimension: kind,
+            })
+        } else if old.meets(new) && !new.covers(old) {
+            Some(TariffProblem::PartialOverlap {
+                earlier: i,
+                dimension: kind,
+            })
+        } else {
+            None
+        }
+    })
 }
 
 fn validate_limit(
@@ -780,6 +810,16 @@ mod tests {
                 ),
                 "overlapping_restrictions",
                 "elements[1].restrictions".into(),
+            ),
+            (
+                doc(
+                    "",
+                    r#"[{"price_components":[{"type":"ENERGY","price":"0.4"}],"restrictions":{"start_time":"17:00","end_time":"20:00"}},
+                          {"price_components":[{"type":"TIME","price":"1"}]},
+                          {"price_components":[{"type":"ENERGY","price":"0.35"}],"restrictions":{"start_time":"19:00","end_time":"23:00"}}]"#,
+                ),
+                "overlapping_restrictions",
+                "elements[2].restrictions".into(),
             ),
             (
                 with_component(r#"{"type":"ENERGY","price":0.25}"#),
@@ -970,5 +1010,42 @@ mod tests {
             &format!(r#"[{{"price_components":[{{"type":"ENERGY","price":"0.45"}}],"restrictions":{{"start_time":"18:00"}}}},{ENERGY},{{"price_components":[{{"type":"TIME","price":"1"}}]}}]"#),
         ))
         .unwrap();
+    }
+
+    #[test]
+    fn overlaps_are_allowed_only_narrower_first() {
+        let energy = |price: &str, r: &str| {
+            format!(
+                r#"{{"price_components":[{{"type":"ENERGY","price":"{price}"}}],"restrictions":{r}}}"#
+            )
+        };
+        let peak = energy(
+            "0.45",
+            r#"{"start_time":"17:00","end_time":"20:00","day_of_week":["MONDAY","FRIDAY"]}"#,
+        );
+        let evening = energy("0.40", r#"{"start_time":"17:00","end_time":"23:00"}"#);
+        let late = energy("0.35", r#"{"start_time":"19:00","end_time":"23:30"}"#);
+        let weekend = energy(
+            "0.30",
+            r#"{"start_time":"17:00","end_time":"20:00","day_of_week":["SATURDAY"]}"#,
+        );
+        // Nested, narrowest first, then the fallback: accepted.
+        Tariff::from_json(&doc("", &format!("[{peak},{evening},{ENERGY}]"))).unwrap();
+        // Elements that never meet may come in any order.
+        Tariff::from_json(&doc("", &format!("[{weekend},{peak},{ENERGY}]"))).unwrap();
+        // Meeting without nesting: which price applies at 19:30 would hang
+        // on the order alone.
+        let err = Tariff::from_json(&doc("", &format!("[{evening},{late},{ENERGY}]"))).unwrap_err();
+        assert_eq!(
+            (err.code(), err.field.as_str()),
+            ("overlapping_restrictions", "elements[1].restrictions")
+        );
+        assert!(
+            err.to_string().contains("partly overlaps elements[0]"),
+            "{err}"
+        );
+        // The wider one first leaves the narrower nothing to price: refused.
+        let err = Tariff::from_json(&doc("", &format!("[{evening},{peak},{ENERGY}]"))).unwrap_err();
+        assert_eq!(err.code(), "overlapping_restrictions");
     }
 }
