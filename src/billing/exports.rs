@@ -1,5 +1,5 @@
 //! Accounting exports: one CSV row per session, one CSV row per money
-//! movement (capture or refund), and revenue grouped by site, EVSE or day.
+//! movement (capture, refund or wallet top-up), and revenue grouped by site, EVSE or day.
 //! Amounts in CSV are decimals in major units of the row's currency
 //! (`63.18`), computed from integer minor units.
 //!
@@ -117,7 +117,7 @@ pub fn sessions_csv(sessions: &[PaymentSession]) -> Result<Vec<u8>, ExportError>
     w.into_inner().map_err(|_| ExportError)
 }
 
-pub const PAYMENTS_CSV_HEADER: [&str; 11] = [
+pub const PAYMENTS_CSV_HEADER: [&str; 12] = [
     "at",
     "kind",
     "session_id",
@@ -129,33 +129,36 @@ pub const PAYMENTS_CSV_HEADER: [&str; 11] = [
     "reason",
     "acquirer",
     "reference",
+    "account_id",
 ];
 
 /// The CSV of these money movements, one row each (RFC 4180, CRLF):
-/// `at` is when the capture or refund succeeded, `amount` is always
+/// `at` is when the capture, refund or top-up succeeded, `amount` is always
 /// positive (`kind` says which way it went), `reason` is a refund's and
-/// `reference` the acquirer idempotency key that names the call.
+/// `reference` the acquirer idempotency key that names the call. A wallet
+/// top-up has no session, site or EVSE; its `account_id` says whose wallet.
 pub fn payments_csv(movements: &[PaymentMovement]) -> Result<Vec<u8>, ExportError> {
     let mut w = csv_writer();
     w.write_record(PAYMENTS_CSV_HEADER)
         .map_err(|_| ExportError)?;
     for m in movements {
+        let evse = m.evse_id.as_deref().unwrap_or("");
         let record = [
             m.at.to_rfc3339(),
             m.kind.as_str().to_owned(),
-            m.session.to_string(),
-            if m.session_status == SessionStatus::Completed {
-                receipt_id(m.session)
-            } else {
-                String::new()
+            m.session.map(|s| s.to_string()).unwrap_or_default(),
+            match (m.session, m.session_status) {
+                (Some(s), Some(SessionStatus::Completed)) => receipt_id(s),
+                _ => String::new(),
             },
-            cell(site_of(&m.evse_id)),
-            cell(&m.evse_id),
+            cell(if evse.is_empty() { "" } else { site_of(evse) }),
+            cell(evse),
             m.amount.currency.code().to_owned(),
             decimal(m.amount),
             cell(m.reason.as_deref().unwrap_or("")),
-            cell(&m.acquirer),
+            cell(m.acquirer.as_deref().unwrap_or("")),
             cell(&m.acquirer_key),
+            m.account.map(|a| a.to_string()).unwrap_or_default(),
         ];
         w.write_record(&record).map_err(|_| ExportError)?;
     }
@@ -282,7 +285,7 @@ mod tests {
     #[test]
     fn payments_csv_has_a_header_a_row_per_movement_and_defused_cells() {
         use crate::ids::PaymentSessionId;
-        use crate::payments::session::IntentKind;
+        use crate::store::billing::MovementKind;
 
         let eur = Currency::parse("EUR").unwrap();
         let session = PaymentSessionId::from_uuid(uuid::Uuid::nil());
@@ -291,34 +294,48 @@ mod tests {
             .with_timezone(&chrono::Utc);
         let refund = PaymentMovement {
             at,
-            kind: IntentKind::Refund,
-            session,
-            session_status: SessionStatus::Completed,
-            evse_id: "DE*VVT*E0001*1".into(),
+            kind: MovementKind::Refund,
+            session: Some(session),
+            session_status: Some(SessionStatus::Completed),
+            evse_id: Some("DE*VVT*E0001*1".into()),
+            account: None,
             amount: Money::new(259, eur),
             reason: Some("=HYPERLINK(\"x\"), waived".into()),
-            acquirer: "simulator".into(),
+            acquirer: Some("simulator".into()),
             acquirer_key: "vv_refund_1".into(),
         };
         let capture = PaymentMovement {
-            kind: IntentKind::Capture,
+            kind: MovementKind::Capture,
             amount: Money::new(1759, eur),
             reason: None,
             acquirer_key: "vv_capture_1".into(),
             ..refund.clone()
         };
-        let csv = String::from_utf8(payments_csv(&[capture, refund]).unwrap()).unwrap();
+        let account = crate::ids::AccountId::from_uuid(uuid::Uuid::nil());
+        let top_up = PaymentMovement {
+            at,
+            kind: MovementKind::WalletTopUp,
+            session: None,
+            session_status: None,
+            evse_id: None,
+            account: Some(account),
+            amount: Money::new(2500, eur),
+            reason: None,
+            acquirer: None,
+            acquirer_key: "vv_topup_tu_1_capture".into(),
+        };
+        let csv = String::from_utf8(payments_csv(&[capture, refund, top_up]).unwrap()).unwrap();
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(
             lines[0],
-            "at,kind,session_id,receipt_id,site,evse_id,currency,amount,reason,acquirer,reference"
+            "at,kind,session_id,receipt_id,site,evse_id,currency,amount,reason,acquirer,reference,account_id"
         );
         let id = session.to_string();
         assert_eq!(
             lines[1],
             format!(
                 "2026-11-03T09:30:00+00:00,capture,{id},rcpt_{id},DE*VVT*E0001,DE*VVT*E0001*1,\
-                 EUR,17.59,,simulator,vv_capture_1"
+                 EUR,17.59,,simulator,vv_capture_1,"
             )
         );
         // The reason starts with `=`: defused, and quoted for its comma and quotes.
@@ -326,10 +343,16 @@ mod tests {
             lines[2],
             format!(
                 "2026-11-03T09:30:00+00:00,refund,{id},rcpt_{id},DE*VVT*E0001,DE*VVT*E0001*1,\
-                 EUR,2.59,\"'=HYPERLINK(\"\"x\"\"), waived\",simulator,vv_refund_1"
+                 EUR,2.59,\"'=HYPERLINK(\"\"x\"\"), waived\",simulator,vv_refund_1,"
             )
         );
-        assert_eq!(lines[3], "");
-        assert_eq!(lines.len(), 4);
+        assert_eq!(
+            lines[3],
+            format!(
+                "2026-11-03T09:30:00+00:00,wallet_top_up,,,,,EUR,25.00,,,vv_topup_tu_1_capture,{account}"
+            )
+        );
+        assert_eq!(lines[4], "");
+        assert_eq!(lines.len(), 5);
     }
 }

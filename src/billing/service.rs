@@ -107,7 +107,7 @@ pub struct HistoryPage {
 }
 
 /// What an export covers: sessions started in `[from, to)` (for the
-/// payments export, captures and refunds that succeeded in it).
+/// payments export, captures, refunds and top-ups that succeeded in it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
     pub from: DateTime<Utc>,
@@ -268,8 +268,8 @@ impl BillingService {
         Ok(csv)
     }
 
-    /// Every capture and refund of the tenant that succeeded in the period,
-    /// oldest first; bounded like the sessions.
+    /// Every capture, refund and wallet top-up of the tenant that succeeded
+    /// in the period, oldest first; bounded like the sessions.
     async fn movements_in(
         &self,
         tenant: TenantId,
@@ -298,8 +298,8 @@ impl BillingService {
         }
     }
 
-    /// The payments CSV: one row per capture or refund that succeeded in
-    /// the period, whenever its session started.
+    /// The payments CSV: one row per capture, refund or wallet top-up that
+    /// succeeded in the period, whenever its session started.
     pub async fn payments_csv(
         &self,
         caller: &Caller,

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::StoreError;
-use crate::ids::{PaymentSessionId, TenantId};
+use crate::ids::{AccountId, PaymentSessionId, TenantId};
 use crate::money::Money;
-use crate::payments::session::{IntentKind, PaymentSession, SessionStatus};
+use crate::payments::session::{PaymentSession, SessionStatus};
 
 /// Which sessions of a tenant, and where the page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,30 +44,62 @@ pub struct MovementQuery {
     pub limit: u32,
 }
 
+/// What moved: a session's capture or refund, or the card charge of a
+/// wallet top-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovementKind {
+    Capture,
+    Refund,
+    WalletTopUp,
+}
+
+impl MovementKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MovementKind::Capture => "capture",
+            MovementKind::Refund => "refund",
+            MovementKind::WalletTopUp => "wallet_top_up",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [Self::Capture, Self::Refund, Self::WalletTopUp]
+            .into_iter()
+            .find(|k| k.as_str() == raw)
+    }
+}
+
 /// Money that moved at the acquirer: a capture or a refund intent that
-/// succeeded, with what accounting needs of its session.
+/// succeeded, with what accounting needs of its session, or a wallet
+/// top-up's card charge.
 ///
 /// `at` is the intent's `updated_at`, which the payment service sets to the
 /// clock's time when it writes the call's outcome and never changes once the
 /// intent has succeeded (a lost answer settled by recovery gets the time
 /// recovery settled it). Wallet-paid sessions capture and refund through the
-/// same intents (acquirer `wallet`), so they are here too. The card charge
-/// of a wallet top-up is recorded with the wallet, not as a payment intent,
-/// and is not here.
+/// same intents (acquirer `wallet`), so they are here too. A top-up is not a
+/// payment intent (ADR 0009): its row is its ledger entry, `at` is when the
+/// wallet was credited (right after the capture succeeded), and its
+/// reference is the capture's acquirer key (`vv_topup_<id>_capture`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PaymentMovement {
     pub at: DateTime<Utc>,
-    /// `Capture` or `Refund`.
-    pub kind: IntentKind,
-    pub session: PaymentSessionId,
-    pub session_status: SessionStatus,
-    pub evse_id: String,
+    pub kind: MovementKind,
+    /// The session; `None` for a top-up.
+    pub session: Option<PaymentSessionId>,
+    pub session_status: Option<SessionStatus>,
+    pub evse_id: Option<String>,
+    /// The account billed: the session's, or the topped-up wallet's.
+    pub account: Option<AccountId>,
     /// A capture's amount is what the acquirer reported captured (the
-    /// session's `captured`); a refund's is the amount refunded.
+    /// session's `captured`); a refund's is the amount refunded; a top-up's
+    /// is the amount credited, which is the amount captured.
     pub amount: Money,
-    /// The operator's reason for a refund; `None` for captures.
+    /// The operator's reason for a refund; `None` otherwise.
     pub reason: Option<String>,
-    pub acquirer: String,
+    /// The session's acquirer; `None` for a top-up, whose connector is not
+    /// recorded (the reference names the call).
+    pub acquirer: Option<String>,
     /// The acquirer idempotency key: names the call at the acquirer.
     pub acquirer_key: String,
 }
@@ -80,7 +112,8 @@ pub trait BillingStore: Send + Sync {
         query: &SessionQuery,
     ) -> Result<Vec<PaymentSession>, StoreError>;
     /// Up to `query.limit` of the tenant's succeeded captures and refunds
-    /// with `at` in `[from, to)`, oldest first, ties broken by acquirer key.
+    /// and its wallet top-ups, with `at` in `[from, to)`, oldest first, ties
+    /// broken by acquirer key.
     async fn payment_movements_page(
         &self,
         query: &MovementQuery,
@@ -137,7 +170,8 @@ macro_rules! impl_billing_store {
             > {
                 use sqlx::Row;
                 use $crate::money::{Currency, Money};
-                use $crate::payments::session::{IntentKind, SessionStatus};
+                use $crate::payments::session::SessionStatus;
+                use $crate::store::billing::MovementKind;
                 use $crate::store::StoreError;
 
                 let (after_at, after_key) = match &q.after {
@@ -148,17 +182,24 @@ macro_rules! impl_billing_store {
                 // holds what the acquirer reported captured (one capture
                 // per session), which is what moved.
                 let rows = sqlx::query(
-                    "SELECT i.updated_at AS moved_at, i.kind, i.session_id, i.acquirer_key, \
-                      i.reason, s.status, s.evse_id, s.currency, s.acquirer, \
+                    "SELECT * FROM ( \
+                      SELECT i.updated_at AS moved_at, i.kind, i.session_id, i.acquirer_key, \
+                      i.reason, s.status, s.evse_id, s.account_id, s.currency, s.acquirer, \
                       CASE WHEN i.kind = 'capture' THEN COALESCE(s.captured_value, i.amount) \
                            ELSE i.amount END AS moved \
                       FROM payment_intents i JOIN payment_sessions s ON s.id = i.session_id \
                       WHERE s.tenant_id = $1 AND i.state = 'succeeded' \
                       AND i.kind IN ('capture', 'refund') \
-                      AND i.updated_at >= $2 AND i.updated_at < $3 \
-                      AND ($4 IS NULL OR i.updated_at > $4 \
-                           OR (i.updated_at = $4 AND i.acquirer_key > $5)) \
-                      ORDER BY i.updated_at, i.acquirer_key LIMIT $6",
+                      UNION ALL \
+                      SELECT e.created_at, 'wallet_top_up', NULL, \
+                      'vv_topup_' || e.reference || '_capture', NULL, NULL, NULL, \
+                      e.account_id, w.currency, NULL, e.amount \
+                      FROM wallet_entries e JOIN wallets w ON w.account_id = e.account_id \
+                      WHERE w.tenant_id = $1 AND e.kind = 'top_up' \
+                      ) m WHERE moved_at >= $2 AND moved_at < $3 \
+                      AND ($4 IS NULL OR moved_at > $4 \
+                           OR (moved_at = $4 AND acquirer_key > $5)) \
+                      ORDER BY moved_at, acquirer_key LIMIT $6",
                 )
                 .bind(q.tenant)
                 .bind(q.from)
@@ -173,18 +214,22 @@ macro_rules! impl_billing_store {
                         let code: String = row.try_get("currency")?;
                         let currency = Currency::parse(&code).map_err(|_| StoreError::Internal)?;
                         let kind: String = row.try_get("kind")?;
-                        let status: String = row.try_get("status")?;
+                        let kind = MovementKind::parse(&kind).ok_or(StoreError::Internal)?;
+                        let status: Option<String> = row.try_get("status")?;
+                        let session_status = match status {
+                            Some(s) => Some(SessionStatus::parse(&s).ok_or(StoreError::Internal)?),
+                            None => None,
+                        };
                         let reason: Option<String> = row.try_get("reason")?;
-                        let kind = IntentKind::parse(&kind).ok_or(StoreError::Internal)?;
                         Ok($crate::store::billing::PaymentMovement {
                             at: row.try_get("moved_at")?,
                             kind,
                             session: row.try_get("session_id")?,
-                            session_status: SessionStatus::parse(&status)
-                                .ok_or(StoreError::Internal)?,
+                            session_status,
                             evse_id: row.try_get("evse_id")?,
+                            account: row.try_get("account_id")?,
                             amount: Money::new(row.try_get("moved")?, currency),
-                            reason: reason.filter(|_| kind == IntentKind::Refund),
+                            reason: reason.filter(|_| kind == MovementKind::Refund),
                             acquirer: row.try_get("acquirer")?,
                             acquirer_key: row.try_get("acquirer_key")?,
                         })

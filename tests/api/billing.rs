@@ -664,7 +664,7 @@ async fn charge_with(
 }
 
 /// An export's CSV rows, each as column name -> cell.
-async fn csv_rows(
+pub(crate) async fn csv_rows(
     client: &reqwest::Client,
     w: &Charging,
     path: &str,

@@ -157,6 +157,37 @@ async fn a_wallet_is_opened_and_topped_up_once(backend: Backend) {
     assert_eq!(value(&v["balance"]), 3500);
     assert_eq!(w.app.db.count_rows("wallet_entries").await, 2);
 
+    // The payments export has both card charges, named by their capture
+    // keys, and not the declined one.
+    let operator = w
+        .app
+        .bearer_client(&w.app.staff_session_in(w.tenant, Role::Operator).await);
+    let day = chrono::Duration::days(1);
+    let now = voltvault::clock::Clock::now(&voltvault::clock::SystemClock);
+    let period = format!(
+        "from={}&to={}",
+        (now - day).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + day).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let rows =
+        crate::billing::csv_rows(&operator, &w, &format!("/v1/exports/payments.csv?{period}"))
+            .await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    for (row, (top_up, amount)) in rows.iter().zip([(&t, "25.00"), (&t2, "10.00")]) {
+        assert_eq!(row["kind"], "wallet_top_up", "{row:?}");
+        assert_eq!(row["amount"], amount);
+        assert_eq!(row["currency"], "EUR");
+        assert_eq!(row["account_id"], account);
+        assert_eq!(
+            row["reference"],
+            format!("vv_topup_{}_capture", top_up["top_up_id"].as_str().unwrap())
+        );
+        assert_eq!(
+            (row["session_id"].as_str(), row["evse_id"].as_str()),
+            ("", "")
+        );
+    }
+
     // Changing the settings keeps the money; the currency is fixed now.
     let (status, v) = put(
         &w,

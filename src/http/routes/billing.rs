@@ -309,11 +309,12 @@ pub async fn sessions_csv(
     Ok(csv_attachment("attachment; filename=\"sessions.csv\"", csv))
 }
 
-/// One CSV row per capture or refund that succeeded in the period, whatever
-/// period its session started in: `at` (when it succeeded, RFC 3339 UTC),
-/// `kind` (`capture` or `refund`), `session_id`, `receipt_id`, `site`,
-/// `evse_id`, `currency`, `amount` (positive), `reason` (refunds),
-/// `acquirer`, `reference` (the acquirer idempotency key of the call).
+/// One CSV row per capture, refund or wallet top-up that succeeded in the
+/// period, whatever period its session started in: `at` (when it succeeded,
+/// RFC 3339 UTC), `kind` (`capture`, `refund` or `wallet_top_up`),
+/// `session_id`, `receipt_id`, `site`, `evse_id` (empty for a top-up),
+/// `currency`, `amount` (positive), `reason` (refunds), `acquirer`,
+/// `reference` (the acquirer idempotency key of the call), `account_id`.
 #[utoipa::path(get, path = "/v1/exports/payments.csv", tag = "billing", params(ExportParams),
     responses((status = 200, description = "RFC 4180 CSV with a header row", content_type = "text/csv", body = String),
               (status = 400, body = crate::http::error::Problem),
