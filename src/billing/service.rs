@@ -63,8 +63,9 @@ impl TariffSource for TariffBook {
 /// Largest history page.
 pub const MAX_PAGE: u32 = 100;
 pub const DEFAULT_PAGE: u32 = 50;
-/// Most sessions one export may hold; a longer period must be split.
-pub const MAX_EXPORT_SESSIONS: usize = 10_000;
+/// Most rows (sessions, or money movements) one export may hold; a longer
+/// period must be split.
+pub const MAX_EXPORT_ROWS: usize = 10_000;
 /// Longest period one export may cover.
 pub const MAX_EXPORT_DAYS: i64 = 366;
 const EXPORT_PAGE: u32 = 500;
@@ -75,7 +76,7 @@ pub enum BillingError {
     NotFound,
     #[error(transparent)]
     Receipt(#[from] ReceiptError),
-    #[error("more than {MAX_EXPORT_SESSIONS} sessions: export a shorter period")]
+    #[error("more than {MAX_EXPORT_ROWS} rows: export a shorter period")]
     TooLarge,
     #[error("the export could not be written")]
     Encode,
@@ -246,7 +247,7 @@ impl BillingService {
             let full = page.len() == EXPORT_PAGE as usize;
             after = page.last().map(|s| (s.created_at, s.id));
             out.extend(page);
-            if out.len() > MAX_EXPORT_SESSIONS {
+            if out.len() > MAX_EXPORT_ROWS {
                 return Err(BillingError::TooLarge);
             }
             if !full {
@@ -289,7 +290,7 @@ impl BillingService {
                 .await?;
             let full = page.len() == EXPORT_PAGE as usize;
             out.extend(page);
-            if out.len() > MAX_EXPORT_SESSIONS {
+            if out.len() > MAX_EXPORT_ROWS {
                 return Err(BillingError::TooLarge);
             }
             if !full {
