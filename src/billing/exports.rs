@@ -151,7 +151,7 @@ pub fn payments_csv(movements: &[PaymentMovement]) -> Result<Vec<u8>, ExportErro
                 (Some(s), Some(SessionStatus::Completed)) => receipt_id(s),
                 _ => String::new(),
             },
-            cell(if evse.is_empty() { "" } else { site_of(evse) }),
+            cell(site_of(evse)),
             cell(evse),
             m.amount.currency.code().to_owned(),
             decimal(m.amount),

@@ -43,15 +43,18 @@ impl Range {
 
     /// Some value is in both.
     fn meets(&self, other: &Range) -> bool {
-        let lo = match (self.min, other.min) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let hi = match (self.max, other.max) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        !(Range { min: lo, max: hi }).is_empty()
+        // `None` sorts first, so `max` keeps the higher lower bound.
+        let min = self.min.max(other.min);
+        let max = earlier_end(self.max, other.max);
+        !(Range { min, max }).is_empty()
+    }
+}
+
+/// The nearer of two exclusive upper bounds, `None` being unbounded.
+fn earlier_end<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -234,10 +237,7 @@ impl Restrictions {
     /// Some local date lies in both date ranges on a weekday both allow.
     fn dates_meet(&self, other: &Restrictions) -> bool {
         let start = self.start_date.max(other.start_date);
-        let end = match (self.end_date, other.end_date) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let end = earlier_end(self.end_date, other.end_date);
         let days = self.days.unwrap_or(Days::ALL).0 & other.days.unwrap_or(Days::ALL).0;
         if days == 0 {
             return false;

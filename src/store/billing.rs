@@ -178,6 +178,8 @@ macro_rules! impl_billing_store {
                     Some((at, key)) => (Some(*at), Some(key.as_str())),
                     None => (None, None),
                 };
+                // A top-up's reference is the key `WalletService::top_up`
+                // sent with its capture (`vv_topup_<id>_capture`, ADR 0009).
                 // A capture intent holds the amount asked for; the session
                 // holds what the acquirer reported captured (one capture
                 // per session), which is what moved.
