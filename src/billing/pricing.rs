@@ -159,6 +159,8 @@ impl PricingError {
 /// A stretch of the session over which no restriction changes.
 #[derive(Debug, Clone, Copy)]
 struct Piece {
+    /// Unix seconds.
+    start: i64,
     secs: i64,
     wh: i64,
     charging: bool,
@@ -209,6 +211,54 @@ pub fn price_session(tariff: &Tariff, readings: &[MeterReading]) -> Result<Cost,
         close_run(tariff, *dim, &mut runs[d], &mut lines)?;
     }
     total(tariff, lines)
+}
+
+/// One charging period of a CDR (OCPI 2.2.1): a stretch of the session over
+/// which the car was either charging or idle throughout, and each metered
+/// dimension was priced by one tariff element (or by none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stretch {
+    pub start: DateTime<Utc>,
+    /// Whole seconds.
+    pub secs: i64,
+    /// Energy in the stretch, Wh.
+    pub wh: i64,
+    pub charging: bool,
+    /// The element that prices ENERGY, TIME, PARKING_TIME in this stretch
+    /// (in that order), if any. This is the tariff's answer even where the
+    /// dimension has no quantity (TIME while idle, say), so such a change
+    /// cuts too.
+    pub elements: [Option<usize>; 3],
+}
+
+/// The charging periods of a session (OCPI: "each time a relevant tariff
+/// dimension changes, a new period starts"): the pieces `price_session`
+/// prices, merged while charging and the element of every metered dimension
+/// stay the same. FLAT is not metered, so it never cuts. Their seconds and
+/// energy add up to the session's; one reading gives none.
+pub fn stretches(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Stretch>, PricingError> {
+    check(readings)?;
+    let mut out: Vec<Stretch> = Vec::new();
+    for piece in cut(tariff, readings)? {
+        if piece.secs == 0 && piece.wh == 0 {
+            continue;
+        }
+        let elements = METERED.map(|dim| tariff.active(dim, &piece.state).map(|(i, _)| i));
+        match out.last_mut() {
+            Some(s) if s.charging == piece.charging && s.elements == elements => {
+                s.secs += piece.secs;
+                s.wh += piece.wh;
+            }
+            _ => out.push(Stretch {
+                start: at(piece.start)?,
+                secs: piece.secs,
+                wh: piece.wh,
+                charging: piece.charging,
+                elements,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 fn check(readings: &[MeterReading]) -> Result<(), PricingError> {
@@ -363,6 +413,7 @@ fn cut(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Piece>, Pricing
                 continue;
             }
             pieces.push(Piece {
+                start: t0 + s0,
                 secs: s1 - s0,
                 wh: en1 - en0,
                 charging: de > 0,
@@ -618,5 +669,275 @@ mod limits {
         let err = price_session(&t, &readings).unwrap_err();
         assert_eq!(err, PricingError::TimeOutOfRange);
         assert_eq!(err.code(), "time_out_of_range");
+    }
+}
+
+#[cfg(test)]
+mod stretches_tests {
+    use super::*;
+
+    fn tariff(zone: &str, elements: &str) -> Tariff {
+        Tariff::from_json(&format!(
+            r#"{{"id":"t","version":1,"currency":"EUR","time_zone":"{zone}","elements":{elements}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn r(s: &str, wh: i64) -> MeterReading {
+        MeterReading::new(at(s), wh)
+    }
+
+    const ALL_THREE: &str = r#"[{"price_components":[{"type":"ENERGY","price":"0.25"},{"type":"TIME","price":"1.00"},{"type":"PARKING_TIME","price":"2.00"}]}]"#;
+
+    /// ENERGY at 0.30 from 08:00 to 20:00 local, 0.20 otherwise; TIME only
+    /// in the fallback.
+    const DAY_NIGHT: &str = r#"[{"price_components":[{"type":"ENERGY","price":"0.30"}],"restrictions":{"start_time":"08:00","end_time":"20:00"}},
+        {"price_components":[{"type":"ENERGY","price":"0.20"},{"type":"TIME","price":"1.00"}]}]"#;
+
+    /// ENERGY at 0.10 for the first kWh, 0.30 beyond.
+    const THRESHOLD: &str = r#"[{"price_components":[{"type":"ENERGY","price":"0.10"}],"restrictions":{"max_kwh":"1"}},
+        {"price_components":[{"type":"ENERGY","price":"0.30"}]}]"#;
+
+    #[test]
+    fn one_element_charging_throughout_is_one_stretch() {
+        let t = tariff("UTC", ALL_THREE);
+        let readings: Vec<MeterReading> = (0..10)
+            .map(|i: i64| {
+                MeterReading::new(
+                    at("2025-06-02T10:00:00Z") + chrono::Duration::seconds(i * i * 37 + i),
+                    100 + i * 250 + i * i,
+                )
+            })
+            .collect();
+        let (first, last) = (readings[0], readings[9]);
+        assert_eq!(
+            stretches(&t, &readings).unwrap(),
+            vec![Stretch {
+                start: first.at,
+                secs: (last.at - first.at).num_seconds(),
+                wh: last.energy_wh - first.energy_wh,
+                charging: true,
+                elements: [Some(0); 3],
+            }]
+        );
+    }
+
+    #[test]
+    fn charging_idle_charging_is_three_stretches() {
+        let t = tariff("UTC", ALL_THREE);
+        let s = stretches(
+            &t,
+            &[
+                r("2025-06-02T10:00:00Z", 1_000),
+                r("2025-06-02T10:15:00Z", 4_000),
+                r("2025-06-02T10:30:00Z", 7_000),
+                r("2025-06-02T10:45:00Z", 7_000),
+                r("2025-06-02T11:00:00Z", 7_000),
+                r("2025-06-02T11:20:00Z", 10_000),
+            ],
+        )
+        .unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.start, s.secs, s.wh, s.charging))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (at("2025-06-02T10:00:00Z"), 1_800, 6_000, true),
+                (at("2025-06-02T10:30:00Z"), 1_800, 0, false),
+                (at("2025-06-02T11:00:00Z"), 1_200, 3_000, true),
+            ]
+        );
+        assert!(s.iter().all(|s| s.elements == [Some(0); 3]));
+    }
+
+    #[test]
+    fn a_day_element_ends_at_20_local() {
+        // Berlin is UTC+2 in June: 20:00 local is 18:00Z, 600 s into the
+        // 17:50Z-18:25Z interval, whose 3500 Wh spread evenly give 1000 Wh
+        // before the cut.
+        let t = tariff("Europe/Berlin", DAY_NIGHT);
+        let readings = [
+            r("2025-06-14T17:10:00Z", 0),
+            r("2025-06-14T17:50:00Z", 4_000),
+            r("2025-06-14T18:25:00Z", 7_500),
+            r("2025-06-14T19:00:00Z", 11_000),
+        ];
+        assert_eq!(
+            stretches(&t, &readings).unwrap(),
+            vec![
+                Stretch {
+                    start: at("2025-06-14T17:10:00Z"),
+                    secs: 3_000,
+                    wh: 5_000,
+                    charging: true,
+                    elements: [Some(0), Some(1), None],
+                },
+                Stretch {
+                    start: at("2025-06-14T18:00:00Z"),
+                    secs: 3_600,
+                    wh: 6_000,
+                    charging: true,
+                    elements: [Some(1), Some(1), None],
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_energy_threshold_cuts_where_pricing_does() {
+        // 1000 Wh is reached 300 of the 1400 Wh into the 10:07-10:20
+        // interval: 300 * 780 / 1400 = 167.1 s, so at 10:09:47.
+        let t = tariff("UTC", THRESHOLD);
+        let readings = [
+            r("2025-06-02T10:00:00Z", 0),
+            r("2025-06-02T10:07:00Z", 700),
+            r("2025-06-02T10:20:00Z", 2_100),
+        ];
+        let s = stretches(&t, &readings).unwrap();
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (s.start, s.secs, s.wh, s.elements))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    at("2025-06-02T10:00:00Z"),
+                    587,
+                    1_000,
+                    [Some(0), None, None]
+                ),
+                (
+                    at("2025-06-02T10:09:47Z"),
+                    613,
+                    1_100,
+                    [Some(1), None, None]
+                ),
+            ]
+        );
+        let cost = price_session(&t, &readings).unwrap();
+        let energy: Vec<_> = cost.lines.iter().map(|l| (l.element, l.quantity)).collect();
+        assert_eq!(energy, vec![(0, 1_000), (1, 1_100)]);
+    }
+
+    /// Per (dimension, element), the quantity the stretches give it.
+    fn quantities(s: &[Stretch]) -> BTreeMap<(Dimension, usize), i64> {
+        let mut q = BTreeMap::new();
+        for s in s {
+            let amounts = [
+                s.wh,
+                if s.charging { s.secs } else { 0 },
+                if s.charging { 0 } else { s.secs },
+            ];
+            for ((dim, element), amount) in METERED.iter().zip(s.elements).zip(amounts) {
+                if let Some(i) = element.filter(|_| amount > 0) {
+                    *q.entry((*dim, i)).or_insert(0) += amount;
+                }
+            }
+        }
+        q
+    }
+
+    #[test]
+    fn stretches_add_up_and_neighbours_differ() {
+        let idle_across_20 = [
+            r("2025-06-14T17:00:00Z", 0),
+            r("2025-06-14T17:30:00Z", 2_000),
+            r("2025-06-14T18:30:00Z", 2_000),
+            r("2025-06-14T19:00:00Z", 3_001),
+        ];
+        // Across the spring-forward night in Berlin, with a repeated
+        // reading and energy arriving in no time.
+        let dst_night = [
+            r("2025-03-29T18:59:59Z", 10),
+            r("2025-03-29T23:00:00Z", 10),
+            r("2025-03-29T23:00:00Z", 10),
+            r("2025-03-30T01:30:00Z", 5_010),
+            r("2025-03-30T01:30:00Z", 5_500),
+            r("2025-03-30T07:01:01Z", 9_999),
+        ];
+        let threshold_in_no_time = [
+            r("2025-06-02T10:00:00Z", 0),
+            r("2025-06-02T10:05:00Z", 400),
+            r("2025-06-02T10:05:00Z", 1_600),
+            r("2025-06-02T10:10:00Z", 1_600),
+            r("2025-06-02T10:11:00Z", 1_601),
+        ];
+        let cases: Vec<(Tariff, &[MeterReading])> = vec![
+            (tariff("Europe/Berlin", DAY_NIGHT), &idle_across_20),
+            (tariff("Europe/Berlin", DAY_NIGHT), &dst_night),
+            (tariff("UTC", THRESHOLD), &threshold_in_no_time),
+            (tariff("UTC", THRESHOLD), &dst_night),
+            (tariff("+05:30", ALL_THREE), &idle_across_20),
+        ];
+        for (t, readings) in cases {
+            let s = stretches(&t, readings).unwrap();
+            let (first, last) = (readings[0], readings[readings.len() - 1]);
+            assert_eq!(
+                s.iter().map(|s| s.secs).sum::<i64>(),
+                (last.at - first.at).num_seconds()
+            );
+            assert_eq!(
+                s.iter().map(|s| s.wh).sum::<i64>(),
+                last.energy_wh - first.energy_wh
+            );
+            assert_eq!(s[0].start, first.at);
+            for w in s.windows(2) {
+                assert_eq!(
+                    w[1].start,
+                    w[0].start + chrono::Duration::seconds(w[0].secs)
+                );
+                assert_ne!(
+                    (w[0].charging, w[0].elements),
+                    (w[1].charging, w[1].elements),
+                    "{s:#?}"
+                );
+            }
+            // Each element's stretches hold what price_session bills it.
+            let cost = price_session(&t, readings).unwrap();
+            let billed: BTreeMap<(Dimension, usize), i64> = cost
+                .lines
+                .iter()
+                .filter(|l| l.kind != Dimension::Flat)
+                .map(|l| ((l.kind, l.element), l.quantity))
+                .collect();
+            assert_eq!(quantities(&s), billed, "{s:#?}");
+            // A live cost at the first reading has no stretch yet.
+            assert_eq!(stretches(&t, &readings[..1]).unwrap(), vec![]);
+        }
+    }
+
+    #[test]
+    fn bad_input_fails_as_price_session_does() {
+        let t = tariff("UTC", THRESHOLD);
+        let cases: Vec<(Vec<MeterReading>, PricingError)> = vec![
+            (vec![], PricingError::EmptyTimeline),
+            (
+                vec![r("2025-06-02T10:00:00Z", 10), r("2025-06-02T10:01:00Z", 5)],
+                PricingError::MeterWentBackwards(1),
+            ),
+            (
+                vec![r("2025-06-02T10:01:00Z", 10), r("2025-06-02T10:00:00Z", 20)],
+                PricingError::OutOfOrder(1),
+            ),
+            (
+                vec![r("2025-06-02T10:00:00Z", -1)],
+                PricingError::InvalidReading(0),
+            ),
+            (
+                vec![r("2025-06-01T00:00:00Z", 0), r("2025-07-02T00:00:01Z", 1)],
+                PricingError::SessionTooLong,
+            ),
+        ];
+        for (readings, want) in cases {
+            assert_eq!(stretches(&t, &readings), Err(want.clone()));
+            assert_eq!(price_session(&t, &readings), Err(want));
+        }
     }
 }
