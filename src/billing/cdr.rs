@@ -107,11 +107,11 @@ pub struct Dimension {
 pub struct CdrError;
 
 /// An exact decimal as a JSON number.
-fn number(d: Decimal) -> Result<Box<RawValue>, CdrError> {
+pub(super) fn number(d: Decimal) -> Result<Box<RawValue>, CdrError> {
     RawValue::from_string(d.normalize().to_string()).map_err(|_| CdrError)
 }
 
-fn money(m: Money) -> Result<Box<RawValue>, CdrError> {
+pub(super) fn money(m: Money) -> Result<Box<RawValue>, CdrError> {
     number(Decimal::new(m.value, u32::from(m.currency.exponent())))
 }
 

@@ -266,7 +266,7 @@ fn ocpi_energy_step_sizes_25_and_500() {
     }
 }
 
-const OCPI_COMPLEX: &str = r#"[
+pub(super) const OCPI_COMPLEX: &str = r#"[
   {"price_components":[{"type":"FLAT","price":"2.50","vat":"15","step_size":1}]},
   {"price_components":[{"type":"TIME","price":"1.00","vat":"20","step_size":900}],
    "restrictions":{"max_current":"32.00"}},
@@ -324,7 +324,7 @@ fn ocpi_complex_saturday_afternoon() {
     assert_eq!(line(&c, Dimension::ParkingTime, 5), (4260, 4500, 750));
 }
 
-const OCPI_STEP_SIZE: &str = r#"[
+pub(super) const OCPI_STEP_SIZE: &str = r#"[
   {"price_components":[{"type":"TIME","price":"1.20","step_size":1800},{"type":"PARKING_TIME","price":"1.00","step_size":900}],
    "restrictions":{"start_time":"00:00","end_time":"17:00"}},
   {"price_components":[{"type":"TIME","price":"2.40","step_size":900},{"type":"PARKING_TIME","price":"1.00","step_size":900}],
@@ -396,15 +396,17 @@ fn ocpi_step_size_switching_to_free_parking() {
     assert_eq!(c.excl_vat.value, 60);
 }
 
+pub(super) const OCPI_MAX_POWER: &str = r#"[
+  {"price_components":[{"type":"ENERGY","price":"0.20","vat":"20"}],"restrictions":{"max_power":"16.00"}},
+  {"price_components":[{"type":"ENERGY","price":"0.35","vat":"20"}],"restrictions":{"max_power":"32.00"}},
+  {"price_components":[{"type":"ENERGY","price":"0.50","vat":"20"}]}
+]"#;
+
 #[test]
 fn ocpi_max_power() {
     // 1 kWh at 6 kW (10 min), 40 kWh at 48 kW (50 min), 0.5 kWh at 4 kW
     // (7.5 min): 1.5 kWh × 0.20 + 40 kWh × 0.50 = 0.30 + 20.00 = 20.30.
-    let t = eur(
-        r#"[{"price_components":[{"type":"ENERGY","price":"0.20","vat":"20"}],"restrictions":{"max_power":"16.00"}},
-            {"price_components":[{"type":"ENERGY","price":"0.35","vat":"20"}],"restrictions":{"max_power":"32.00"}},
-            {"price_components":[{"type":"ENERGY","price":"0.50","vat":"20"}]}]"#,
-    );
+    let t = eur(OCPI_MAX_POWER);
     let c = price_session(
         &t,
         &[
@@ -441,14 +443,16 @@ fn ocpi_max_duration() {
     assert_eq!(totals(&c), (30, 36));
 }
 
+pub(super) const OCPI_FIRST_KWH_FREE: &str = r#"[
+  {"price_components":[{"type":"ENERGY","price":"0.0"}],"restrictions":{"max_kwh":"1.0"}},
+  {"price_components":[{"type":"ENERGY","price":"0.2"}],"restrictions":{"min_kwh":"1.0"}}
+]"#;
+
 #[test]
 fn ocpi_first_kwh_free_split_inside_an_interval() {
     // The first kWh free, then 0.20/kWh; one reading pair of 20 kWh is cut at
     // 1000 Wh: 19 kWh × 0.20 = 3.80.
-    let t = eur(
-        r#"[{"price_components":[{"type":"ENERGY","price":"0.0"}],"restrictions":{"max_kwh":"1.0"}},
-            {"price_components":[{"type":"ENERGY","price":"0.2"}],"restrictions":{"min_kwh":"1.0"}}]"#,
-    );
+    let t = eur(OCPI_FIRST_KWH_FREE);
     let c = price_session(
         &t,
         &[
