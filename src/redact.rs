@@ -3,6 +3,12 @@
 //! (allowing a single space, dash, plus or `%20` between digit groups)
 //! with `[REDACTED PAN]`. Code must never log a PAN in the first place;
 //! this catches the mistake when it does.
+//!
+//! A UUID in its canonical form (`8-4-4-4-12` hex digits) with at least one
+//! letter is left whole: voltvault's ids are UUIDs, and about one in a
+//! thousand has dash-separated all-digit groups that pass Luhn, which would
+//! otherwise mask a session id in an audit record or a log line. A card
+//! number printed by mistake is never in that shape.
 
 use std::borrow::Cow;
 use std::io;
@@ -19,7 +25,9 @@ pub fn mask_pans(text: &str) -> Cow<'_, str> {
     let mut masked: Vec<(usize, usize)> = Vec::new();
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i].is_ascii_digit() {
+        if let Some(len) = uuid_at(bytes, i) {
+            i += len;
+        } else if bytes[i].is_ascii_digit() {
             let chunks = digit_chunks(bytes, i);
             i = chunks.last().map_or(i + 1, |c| c.1);
             masked.extend(pan_ranges(bytes, &chunks));
@@ -45,6 +53,23 @@ pub fn mask_pans(text: &str) -> Cow<'_, str> {
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
+}
+
+/// The length of a canonical UUID with a hex letter starting at `i`, if one
+/// stands there as a whole word.
+fn uuid_at(bytes: &[u8], i: usize) -> Option<usize> {
+    const LEN: usize = 36;
+    let word_start = i == 0 || !bytes[i - 1].is_ascii_alphanumeric();
+    let candidate = bytes.get(i..i + LEN)?;
+    let word_end = bytes
+        .get(i + LEN)
+        .is_none_or(|b| !b.is_ascii_alphanumeric());
+    let shaped = candidate.iter().enumerate().all(|(k, b)| match k {
+        8 | 13 | 18 | 23 => *b == b'-',
+        _ => b.is_ascii_hexdigit(),
+    });
+    let has_letter = candidate.iter().any(u8::is_ascii_alphabetic);
+    (word_start && word_end && shaped && has_letter).then_some(LEN)
 }
 
 /// The contiguous digit runs of a group starting at `start`, where a single
@@ -204,6 +229,30 @@ mod tests {
             "2026-11-25T12:00:00Z",
         ] {
             assert_eq!(mask_pans(line), line);
+        }
+    }
+
+    #[test]
+    fn uuids_are_ids_not_card_numbers() {
+        // Its last group alone is a Luhn-valid run of 12 digits.
+        let group = with_check_digit("40128888888");
+        let id = format!("019af3c2-5d1e-7a40-8123-{group}");
+        assert!(mask_pans(&group).contains(MASK));
+        for line in [
+            id.clone(),
+            format!("payment_session:{id}"),
+            format!("GET /v1/payment-sessions/{id} 200"),
+            id.to_uppercase(),
+        ] {
+            assert_eq!(mask_pans(&line), line);
+        }
+        // Not a UUID in its canonical form: masked as before.
+        for line in [
+            format!("x{id}"),
+            format!("019af3c2-5d1e-7a40-812g-{group}"),
+            format!("01234567-8901-2345-6789-{group}"),
+        ] {
+            assert!(mask_pans(&line).contains(MASK), "{line}");
         }
     }
 
