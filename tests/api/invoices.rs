@@ -272,18 +272,24 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
     }
 
     // The webhooks: each session's completion and the invoice, same figures.
-    let mut bodies: Vec<Value> = Vec::new();
-    for _ in 0..200 {
-        bodies = receiver
+    // Four deliveries are due: three completions and the invoice. Wait for
+    // them (a loaded machine may take seconds), then check there is no more.
+    let delivered = || -> Vec<Value> {
+        receiver
             .calls()
             .iter()
             .map(|(_, b)| serde_json::from_slice(b).unwrap())
-            .collect();
-        if bodies.len() >= 4 {
+            .collect()
+    };
+    for _ in 0..600 {
+        if delivered().len() >= 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let bodies = delivered();
+    assert_eq!(bodies.len(), 4, "{bodies:?}");
     let issued: Vec<&Value> = bodies
         .iter()
         .filter(|b| b["type"] == "invoice.issued")
