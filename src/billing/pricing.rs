@@ -225,9 +225,9 @@ pub struct Stretch {
     pub wh: i64,
     pub charging: bool,
     /// The element that prices ENERGY, TIME, PARKING_TIME in this stretch
-    /// (in that order), if any. This is the tariff's answer even where the
-    /// dimension has no quantity (TIME while idle, say), so such a change
-    /// cuts too.
+    /// (in that order), if any. Only dimensions the stretch bills count:
+    /// ENERGY and TIME while charging, PARKING_TIME while idle, so a day
+    /// rate for energy ending while the car stands idle cuts nothing.
     pub elements: [Option<usize>; 3],
 }
 
@@ -243,7 +243,15 @@ pub fn stretches(tariff: &Tariff, readings: &[MeterReading]) -> Result<Vec<Stret
         if piece.secs == 0 && piece.wh == 0 {
             continue;
         }
-        let elements = METERED.map(|dim| tariff.active(dim, &piece.state).map(|(i, _)| i));
+        let billed = |dim: Dimension| match dim {
+            Dimension::Energy | Dimension::Time => piece.charging,
+            _ => !piece.charging,
+        };
+        let elements = METERED.map(|dim| {
+            billed(dim)
+                .then(|| tariff.active(dim, &piece.state).map(|(i, _)| i))
+                .flatten()
+        });
         match out.last_mut() {
             Some(s) if s.charging == piece.charging && s.elements == elements => {
                 s.secs += piece.secs;
@@ -721,7 +729,8 @@ mod stretches_tests {
                 secs: (last.at - first.at).num_seconds(),
                 wh: last.energy_wh - first.energy_wh,
                 charging: true,
-                elements: [Some(0); 3],
+                // Parking is not billed while charging.
+                elements: [Some(0), Some(0), None],
             }]
         );
     }
@@ -753,7 +762,38 @@ mod stretches_tests {
                 (at("2025-06-02T11:00:00Z"), 1_200, 3_000, true),
             ]
         );
-        assert!(s.iter().all(|s| s.elements == [Some(0); 3]));
+        let elements: Vec<_> = s.iter().map(|s| s.elements).collect();
+        assert_eq!(
+            elements,
+            [
+                [Some(0), Some(0), None],
+                [None, None, Some(0)],
+                [Some(0), Some(0), None]
+            ]
+        );
+    }
+
+    #[test]
+    fn an_energy_rate_ending_while_idle_cuts_nothing() {
+        // 20:00 local (18:00Z) passes while the car stands idle.
+        let t = tariff("Europe/Berlin", DAY_NIGHT);
+        let s = stretches(
+            &t,
+            &[
+                r("2025-06-14T17:00:00Z", 0),
+                r("2025-06-14T17:30:00Z", 5_000),
+                r("2025-06-14T18:30:00Z", 5_000),
+            ],
+        )
+        .unwrap();
+        let got: Vec<_> = s.iter().map(|s| (s.start, s.secs, s.elements)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (at("2025-06-14T17:00:00Z"), 1_800, [Some(0), Some(1), None]),
+                (at("2025-06-14T17:30:00Z"), 3_600, [None, None, None]),
+            ]
+        );
     }
 
     #[test]
