@@ -129,7 +129,10 @@ async fn run(backend: &str, chargers: usize, duration: Duration, smoke: bool) ->
             ..AuthConfig::default()
         },
         audit: Default::default(),
-        billing: Default::default(),
+        billing: voltvault::config::BillingConfig {
+            locations: vec![voltvault::billing::location::demo_site()],
+            ..Default::default()
+        },
         payments: PaymentsConfig {
             acquirer: Some(AcquirerKind::Simulator),
             tariffs_file: Some(d.join("tariffs.json")),

@@ -347,10 +347,16 @@ impl App {
             address: self.config.billing.operator_address.clone(),
             vat_id: self.config.billing.operator_vat_id.clone(),
         };
+        let locations = crate::billing::location::Locations::new(&self.config.billing.locations)
+            .map_err(|entry| ConfigError::InvalidEntry {
+                key: "billing.locations",
+                entry,
+            })?;
         let billing = Arc::new(crate::billing::service::BillingService::new(
             self.store.clone(),
             tariffs.clone(),
             operator.clone(),
+            locations,
             audit.clone(),
             self.env.clone(),
         ));

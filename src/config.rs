@@ -186,6 +186,9 @@ pub struct BillingConfig {
     /// 0 turns the monthly run off (invoices are then issued by API only).
     #[serde(default = "default_invoice_run_secs")]
     pub invoice_run_interval_secs: u64,
+    /// The operator's sites, for the `cdr_location` of OCPI CDRs.
+    #[serde(default)]
+    pub locations: Vec<crate::billing::location::SiteLocation>,
 }
 
 impl Default for BillingConfig {
@@ -196,6 +199,7 @@ impl Default for BillingConfig {
             operator_vat_id: None,
             invoice_number_prefix: default_invoice_prefix(),
             invoice_run_interval_secs: default_invoice_run_secs(),
+            locations: Vec::new(),
         }
     }
 }
@@ -234,6 +238,12 @@ impl BillingConfig {
                 "up to 20 letters, digits, '-', '/' or '_'",
             ));
         }
+        crate::billing::location::Locations::new(&self.locations).map_err(|entry| {
+            ConfigError::InvalidEntry {
+                key: "billing.locations",
+                entry,
+            }
+        })?;
         Ok(())
     }
 }
@@ -634,6 +644,12 @@ pub enum ConfigError {
     Version(u32),
     #[error("{key}: {problem}")]
     Invalid { key: &'static str, problem: String },
+    /// One entry of a list of tables: `key[index].field: problem`.
+    #[error("{key}{entry}")]
+    InvalidEntry {
+        key: &'static str,
+        entry: crate::billing::location::LocationsError,
+    },
     #[error("{key}: {source}")]
     SecretFile {
         key: &'static str,

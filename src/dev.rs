@@ -231,6 +231,7 @@ pub async fn prepare(
         audit: crate::config::AuditConfig::default(),
         billing: crate::config::BillingConfig {
             operator_name: Some("voltvault dev".into()),
+            locations: vec![crate::billing::location::demo_site()],
             ..Default::default()
         },
         payments: crate::config::PaymentsConfig {

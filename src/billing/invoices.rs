@@ -142,7 +142,7 @@ impl InvoiceService {
             .await?;
         let mut receipts: Vec<Receipt> = Vec::with_capacity(sessions.len());
         for session in &sessions {
-            receipts.push(self.billing.receipt_of(session).await?.0);
+            receipts.push(self.billing.receipt_of(session).await?.receipt);
         }
         let bill_to = BillTo {
             account_id: account.id,

@@ -9,6 +9,7 @@ mod exact;
 pub mod exports;
 pub mod invoice;
 pub mod invoices;
+pub mod location;
 pub mod ocpi_tariff;
 pub mod pricing;
 pub mod receipt;

@@ -20,12 +20,12 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::cdr::{CdrError, Price, money, number};
+use super::cdr::{CdrError, Price, money, number, ocpi_time, ocpi_time_opt};
 use super::restriction::{Range, Restrictions};
 use super::tariff::{Dimension, PriceComponent, PriceLimit, Tariff, TariffElement};
 
 /// OCPI's `id` is a CiString(36); voltvault ids may have 64 characters.
-const MAX_OCPI_ID_LEN: usize = 36;
+pub const MAX_OCPI_ID_LEN: usize = 36;
 
 /// In the bit order of `restriction::Days` (bit 0 = Monday).
 const DAYS: [&str; 7] = [
@@ -50,8 +50,12 @@ pub struct OcpiTariff {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_price: Option<Price>,
     pub elements: Vec<OcpiTariffElement>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ocpi_time_opt"
+    )]
     pub start_date_time: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "ocpi_time")]
     pub last_updated: DateTime<Utc>,
 }
 
@@ -373,15 +377,15 @@ mod tests {
             at("2015-06-30T20:39:09.2Z"),
         )
         .unwrap();
-        // No `time_zone` or `version`; instants in UTC with `Z`, as cdr.rs
-        // writes them (serde's RFC 3339 form for DateTime<Utc>).
+        // No `time_zone` or `version`; instants in UTC to the second, as
+        // cdr.rs writes them (OCPI's DateTime has 25 characters at most).
         assert_eq!(
             serde_json::to_string(&o).unwrap(),
             [
                 r#"{"country_code":"NL","party_id":"TNM","id":"ocpi-14","currency":"EUR","#,
                 r#""max_price":{"excl_vat":10,"incl_vat":11},"#,
                 r#""elements":[{"price_components":[{"type":"TIME","price":2,"vat":10,"step_size":60}]}],"#,
-                r#""start_date_time":"2015-06-29T20:39:09Z","last_updated":"2015-06-30T20:39:09.200Z"}"#,
+                r#""start_date_time":"2015-06-29T20:39:09Z","last_updated":"2015-06-30T20:39:09Z"}"#,
             ]
             .concat()
         );

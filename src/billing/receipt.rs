@@ -546,8 +546,9 @@ fn summaries(b: &Buckets, currency: Currency) -> Vec<VatSummary> {
         .collect()
 }
 
+/// Receipt fixtures, shared with the CDR tests.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ids::TenantId;
 
@@ -562,16 +563,16 @@ mod tests {
             + chrono::Duration::minutes(min)
     }
 
-    fn tariff(json: &str) -> Tariff {
+    pub(crate) fn tariff(json: &str) -> Tariff {
         Tariff::from_json(json).unwrap()
     }
 
-    const ENERGY_AND_PARKING: &str = r#"{"id":"t","version":3,"currency":"EUR","time_zone":"Europe/Berlin",
+    pub(crate) const ENERGY_AND_PARKING: &str = r#"{"id":"t","version":3,"currency":"EUR","time_zone":"Europe/Berlin",
         "elements":[{"price_components":[
           {"type":"ENERGY","price":"0.59","vat":"19","step_size":1},
           {"type":"PARKING_TIME","price":"6.00","vat":"7","step_size":60}]}]}"#;
 
-    fn session(cost: i64, authorized: i64, captured: i64) -> PaymentSession {
+    pub(crate) fn session(cost: i64, authorized: i64, captured: i64) -> PaymentSession {
         PaymentSession {
             id: PaymentSessionId::generate(),
             tenant: TenantId::generate(),
@@ -583,6 +584,7 @@ mod tests {
             tariff_version: 3,
             token: "1289582873644242".into(),
             account: None,
+            rfid: None,
             acquirer: "simulator".into(),
             hold: eur(5000),
             authorized: eur(authorized),
@@ -604,7 +606,7 @@ mod tests {
         }
     }
 
-    fn readings() -> Vec<MeterReading> {
+    pub(crate) fn readings() -> Vec<MeterReading> {
         // 30 kWh in 40 minutes, then 20 minutes idle.
         vec![
             MeterReading::new(t(0), 1_000),
@@ -613,7 +615,7 @@ mod tests {
         ]
     }
 
-    fn build(s: &PaymentSession, tariff: &Tariff) -> Result<Receipt, ReceiptError> {
+    pub(crate) fn build(s: &PaymentSession, tariff: &Tariff) -> Result<Receipt, ReceiptError> {
         build_receipt(ReceiptInput {
             session: s,
             readings: &readings(),

@@ -9,14 +9,15 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::cdr::{Cdr, build_cdr};
+use super::cdr::{Cdr, CdrInput, build_cdr, site_of};
 use super::exports::{Grouping, Revenue, payments_csv, revenue, sessions_csv};
+use super::location::Locations;
 use super::pricing::MeterReading;
 use super::receipt::{
     CardSummary, OperatorDetails, Receipt, ReceiptError, ReceiptInput, ReceiptRefund,
     build_receipt, parse_receipt_id,
 };
-use super::tariff::Tariff;
+use super::tariff::DatedTariff;
 use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::clock::Environment;
 use crate::ids::{PaymentSessionId, TenantId};
@@ -39,7 +40,7 @@ pub trait TariffSource: Send + Sync {
         tenant: TenantId,
         id: &str,
         version: u32,
-    ) -> Result<Option<Tariff>, StoreError>;
+    ) -> Result<Option<DatedTariff>, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -49,8 +50,8 @@ impl TariffSource for TariffBook {
         tenant: TenantId,
         id: &str,
         version: u32,
-    ) -> Result<Option<Tariff>, StoreError> {
-        match self.version(tenant, id, version).await {
+    ) -> Result<Option<DatedTariff>, StoreError> {
+        match self.dated_version(tenant, id, version).await {
             Ok(tariff) => Ok(Some(tariff)),
             Err(TariffBookError::NotFound) => Ok(None),
             Err(TariffBookError::Store(e)) => Err(e),
@@ -80,6 +81,12 @@ pub enum BillingError {
     TooLarge,
     #[error("the export could not be written")]
     Encode,
+    #[error(
+        "site {0:?} is not described in billing.locations; an OCPI CDR needs its address and coordinates"
+    )]
+    LocationUnknown(String),
+    #[error("internal error")]
+    Internal,
     #[error(transparent)]
     Store(StoreError),
     #[error(transparent)]
@@ -93,6 +100,13 @@ impl From<StoreError> for BillingError {
             other => BillingError::Store(other),
         }
     }
+}
+
+/// A completed session's receipt and what it was made from.
+pub(crate) struct Completed {
+    pub receipt: Receipt,
+    pub readings: Vec<MeterReading>,
+    pub tariff: DatedTariff,
 }
 
 /// Where the next history page starts.
@@ -119,6 +133,7 @@ pub struct BillingService {
     store: Arc<dyn Store>,
     tariffs: Arc<dyn TariffSource>,
     operator: OperatorDetails,
+    locations: Locations,
     audit: Arc<dyn AuditSink>,
     env: Environment,
 }
@@ -128,6 +143,7 @@ impl BillingService {
         store: Arc<dyn Store>,
         tariffs: Arc<dyn TariffSource>,
         operator: OperatorDetails,
+        locations: Locations,
         audit: Arc<dyn AuditSink>,
         env: Environment,
     ) -> Self {
@@ -135,6 +151,7 @@ impl BillingService {
             store,
             tariffs,
             operator,
+            locations,
             audit,
             env,
         }
@@ -144,14 +161,14 @@ impl BillingService {
     pub async fn receipt(&self, tenant: TenantId, id: &str) -> Result<Receipt, BillingError> {
         let session_id = parse_receipt_id(id).ok_or(BillingError::NotFound)?;
         let session = self.store.payment_session(tenant, session_id).await?;
-        let (receipt, _) = self.receipt_of(&session).await?;
-        Ok(receipt)
+        Ok(self.receipt_of(&session).await?.receipt)
     }
 
+    /// A completed session's receipt, with what it was made from.
     pub(crate) async fn receipt_of(
         &self,
         session: &PaymentSession,
-    ) -> Result<(Receipt, Vec<MeterReading>), BillingError> {
+    ) -> Result<Completed, BillingError> {
         if session.status != SessionStatus::Completed {
             return Err(ReceiptError::NotCompleted(session.status).into());
         }
@@ -186,12 +203,18 @@ impl BillingService {
         let receipt = build_receipt(ReceiptInput {
             session,
             readings: &readings,
-            tariff: tariff.as_ref(),
+            tariff: tariff.as_ref().map(|t| &t.tariff),
             card,
             refunds,
             operator: self.operator.clone(),
         })?;
-        Ok((receipt, readings))
+        // A receipt exists only for the session's own tariff version.
+        let tariff = tariff.ok_or(BillingError::Internal)?;
+        Ok(Completed {
+            receipt,
+            readings,
+            tariff,
+        })
     }
 
     /// One page of history.
@@ -320,8 +343,20 @@ impl BillingService {
             .await?;
         let mut cdrs = Vec::with_capacity(sessions.len());
         for s in &sessions {
-            let (receipt, readings) = self.receipt_of(s).await?;
-            cdrs.push(build_cdr(s, &receipt, &readings).map_err(|_| BillingError::Encode)?);
+            let location = self
+                .locations
+                .of_evse(&s.evse_id)
+                .ok_or_else(|| BillingError::LocationUnknown(site_of(&s.evse_id).to_owned()))?;
+            let done = self.receipt_of(s).await?;
+            let cdr = build_cdr(CdrInput {
+                session: s,
+                receipt: &done.receipt,
+                readings: &done.readings,
+                tariff: &done.tariff,
+                location,
+            })
+            .map_err(|_| BillingError::Encode)?;
+            cdrs.push(cdr);
         }
         self.audit_export(caller, "cdrs", cdrs.len()).await?;
         Ok(cdrs)

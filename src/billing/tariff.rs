@@ -181,6 +181,14 @@ impl Tariff {
     }
 }
 
+/// A tariff version and when it was last updated (OCPI `last_updated`):
+/// its publication, or for a deployment tariff the file's last change.
+#[derive(Debug, Clone)]
+pub struct DatedTariff {
+    pub tariff: Tariff,
+    pub last_updated: chrono::DateTime<chrono::Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {problem}")]
 pub struct TariffError {

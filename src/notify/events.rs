@@ -239,6 +239,7 @@ mod tests {
             tariff_version: 1,
             token: "1289582873644242".into(),
             account: None,
+            rfid: None,
             acquirer: "simulator".into(),
             hold: Money::new(5000, eur),
             authorized: Money::new(5000, eur),

@@ -337,6 +337,7 @@ impl PaymentService {
             return Err(PaymentError::HoldOutOfRange(self.settings.max_hold));
         }
         let mut account = None;
+        let mut rfid = None;
         let mut from_wallet = false;
         let token = match request.method {
             PaymentMethod::Token(token) => {
@@ -346,6 +347,7 @@ impl PaymentService {
             PaymentMethod::Rfid(uid) => {
                 let payer = payer_for_rfid(self.store.as_ref(), caller.tenant, &uid).await?;
                 account = Some(payer.account);
+                rfid = Some(uid);
                 let (token, wallet) = self.pay_with(payer, request.hold.currency).await?;
                 from_wallet = wallet;
                 token
@@ -380,6 +382,7 @@ impl PaymentService {
             tariff_version: tariff.version(),
             token,
             account,
+            rfid,
             acquirer: if from_wallet {
                 WALLET_ACQUIRER.to_owned()
             } else {

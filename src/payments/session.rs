@@ -94,6 +94,8 @@ pub struct PaymentSession {
     pub token: String,
     /// The account billed, for a session started by a tap or for an account.
     pub account: Option<crate::ids::AccountId>,
+    /// The card tapped to start the session, if it was started by a tap.
+    pub rfid: Option<crate::accounts::RfidUid>,
     pub acquirer: String,
     pub hold: Money,
     pub authorized: Money,
@@ -347,6 +349,7 @@ mod tests {
             tariff_version: 1,
             token: "t".into(),
             account: None,
+            rfid: None,
             acquirer: "simulator".into(),
             hold: eur(5000),
             authorized: eur(authorized),

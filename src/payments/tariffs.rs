@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::audit::{AuditError, AuditEvent, AuditSink, Outcome};
 use crate::billing::display::{DisplayError, price_display};
-use crate::billing::tariff::{Tariff, TariffError};
+use crate::billing::tariff::{DatedTariff, Tariff, TariffError};
 use crate::clock::Environment;
 use crate::ids::TenantId;
 use crate::store::tariffs::StoredTariff;
@@ -28,6 +28,8 @@ pub const DEMO_TARIFFS: &str = r#"[{"id":"standard","version":1,"currency":"EUR"
 #[derive(Debug, Default)]
 pub struct TariffCatalog {
     tariffs: HashMap<String, Tariff>,
+    /// When the file was last changed: the `last_updated` of its tariffs.
+    updated: DateTime<Utc>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +46,16 @@ pub enum TariffCatalogError {
 
 impl TariffCatalog {
     pub fn load(path: &Path) -> Result<Self, TariffCatalogError> {
-        let text = std::fs::read_to_string(path).map_err(|e| TariffCatalogError::Read(e.kind()))?;
-        Self::parse(&text)
+        let read = |e: std::io::Error| TariffCatalogError::Read(e.kind());
+        let text = std::fs::read_to_string(path).map_err(read)?;
+        let changed = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(read)?;
+        Self::parse(&text, changed.into())
     }
 
-    pub fn parse(json: &str) -> Result<Self, TariffCatalogError> {
+    /// The tariffs of a file's `json`, last changed at `updated`.
+    pub fn parse(json: &str, updated: DateTime<Utc>) -> Result<Self, TariffCatalogError> {
         let items: Vec<serde_json::Value> =
             serde_json::from_str(json).map_err(|_| TariffCatalogError::NotAnArray)?;
         let mut tariffs = HashMap::new();
@@ -63,7 +70,7 @@ impl TariffCatalog {
                 return Err(TariffCatalogError::Duplicate(id));
             }
         }
-        Ok(Self { tariffs })
+        Ok(Self { tariffs, updated })
     }
 
     pub fn get(&self, id: &str) -> Option<&Tariff> {
@@ -134,7 +141,7 @@ pub struct TariffBook {
     env: Environment,
     /// Published versions never change, so every meter reading of a session
     /// can price with the one parsed the first time.
-    parsed: std::sync::Mutex<HashMap<(TenantId, String, u32), Tariff>>,
+    parsed: std::sync::Mutex<HashMap<(TenantId, String, u32), DatedTariff>>,
 }
 
 impl TariffBook {
@@ -222,33 +229,49 @@ impl TariffBook {
         id: &str,
         version: u32,
     ) -> Result<Tariff, TariffBookError> {
+        Ok(self.dated_version(tenant, id, version).await?.tariff)
+    }
+
+    /// Exactly this version, with when it was last updated.
+    pub async fn dated_version(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        version: u32,
+    ) -> Result<DatedTariff, TariffBookError> {
         let key = (tenant, id.to_owned(), version);
-        if let Some(tariff) = self.cached(&key) {
-            return Ok(tariff);
+        if let Some(dated) = self.cached(&key) {
+            return Ok(dated);
         }
         match self.store.tariff_version(tenant, id, version).await {
             Ok(stored) => {
-                let tariff = Tariff::from_json(&stored.document)?;
+                let dated = DatedTariff {
+                    tariff: Tariff::from_json(&stored.document)?,
+                    last_updated: stored.created_at,
+                };
                 if let Ok(mut parsed) = self.parsed.lock() {
                     // Bounded: a node that somehow sees very many versions starts over.
                     if parsed.len() >= MAX_PARSED {
                         parsed.clear();
                     }
-                    parsed.insert(key, tariff.clone());
+                    parsed.insert(key, dated.clone());
                 }
-                Ok(tariff)
+                Ok(dated)
             }
             Err(StoreError::NotFound) => self
                 .defaults
                 .get(id)
                 .filter(|t| t.version() == version)
-                .cloned()
+                .map(|t| DatedTariff {
+                    tariff: t.clone(),
+                    last_updated: self.defaults.updated,
+                })
                 .ok_or(TariffBookError::NotFound),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn cached(&self, key: &(TenantId, String, u32)) -> Option<Tariff> {
+    fn cached(&self, key: &(TenantId, String, u32)) -> Option<DatedTariff> {
         self.parsed.lock().ok()?.get(key).cloned()
     }
 
@@ -341,7 +364,7 @@ mod tests {
 
     #[test]
     fn the_demo_tariff_loads() {
-        let c = TariffCatalog::parse(DEMO_TARIFFS).unwrap();
+        let c = TariffCatalog::parse(DEMO_TARIFFS, DateTime::UNIX_EPOCH).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c.get("standard").unwrap().currency().code(), "EUR");
         assert!(c.get("other").is_none());
@@ -350,11 +373,11 @@ mod tests {
     #[test]
     fn bad_files_are_refused_with_the_reason() {
         assert!(matches!(
-            TariffCatalog::parse("{}"),
+            TariffCatalog::parse("{}", DateTime::UNIX_EPOCH),
             Err(TariffCatalogError::NotAnArray)
         ));
         assert!(matches!(
-            TariffCatalog::parse(r#"[{"id":"x"}]"#),
+            TariffCatalog::parse(r#"[{"id":"x"}]"#, DateTime::UNIX_EPOCH),
             Err(TariffCatalogError::Invalid { index: 0, .. })
         ));
         let twice = format!(
@@ -363,7 +386,7 @@ mod tests {
             &DEMO_TARIFFS[1..DEMO_TARIFFS.len() - 1]
         );
         assert!(matches!(
-            TariffCatalog::parse(&twice),
+            TariffCatalog::parse(&twice, DateTime::UNIX_EPOCH),
             Err(TariffCatalogError::Duplicate(_))
         ));
     }

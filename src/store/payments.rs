@@ -91,7 +91,7 @@ macro_rules! PAYMENT_SESSION_COLUMNS {
          token, acquirer, currency, hold_value, authorized_value, cost_value, energy_wh, \
          captured_value, refunded_value, status, stop_requested, incremental, auth_ref, \
          capture_ref, decline_code, created_at, updated_at, ended_at, revision, authorization_code, \
-         account_id"
+         account_id, rfid_uid"
     };
 }
 pub(crate) use PAYMENT_SESSION_COLUMNS;
@@ -133,6 +133,10 @@ mod payment_rows {
             tariff_version: u32::try_from(tariff_version).map_err(|_| StoreError::Internal)?,
             token: row.try_get("token")?,
             account: row.try_get("account_id")?,
+            rfid: row
+                .try_get::<Option<String>, _>("rfid_uid")?
+                .map(|u| $crate::accounts::RfidUid::parse(&u).ok_or(StoreError::Internal))
+                .transpose()?,
             acquirer: row.try_get("acquirer")?,
             hold: money(row.try_get("hold_value")?),
             authorized: money(row.try_get("authorized_value")?),
@@ -195,7 +199,7 @@ mod payment_rows {
                     "INSERT INTO payment_sessions (",
                     $crate::store::payments::PAYMENT_SESSION_COLUMNS!(),
                     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)"
+                     $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)"
                 ))
                 .bind(s.id)
                 .bind(s.tenant)
@@ -226,6 +230,7 @@ mod payment_rows {
                 .bind(s.revision)
                 .bind(&s.authorization_code)
                 .bind(s.account)
+                .bind(s.rfid.as_ref().map(|u| u.as_str()))
                 .execute(&mut *tx)
                 .await?;
                 insert_intent(&mut tx, intent).await?;

@@ -34,7 +34,7 @@ fn money(v: &Value) -> i64 {
 }
 
 /// A whole day either side of now: sessions start on the system clock.
-fn today() -> String {
+pub(crate) fn today() -> String {
     let now = SystemClock.now();
     let from = (now - chrono::Duration::days(1)).to_rfc3339();
     let to = (now + chrono::Duration::days(1)).to_rfc3339();
@@ -235,18 +235,38 @@ async fn one_session_agrees_everywhere_to_the_cent(backend: Backend) {
     assert_eq!(cdr["country_code"], "DE");
     assert_eq!(cdr["party_id"], "VVT");
     assert_eq!(cdr["cdr_token"]["uid"], session["token"]);
+    assert_eq!(cdr["cdr_token"]["type"], "AD_HOC_USER");
+    assert_eq!(cdr["cdr_token"]["party_id"], "VVT");
+    assert_eq!(cdr["auth_method"], "AUTH_REQUEST");
     assert_eq!(cdr["cdr_location"]["evse_id"], "DE*VVT*E0001*1");
     assert_eq!(cdr["cdr_location"]["id"], "DE*VVT*E0001");
+    // The site as billing.locations describes it.
+    assert_eq!(cdr["cdr_location"]["city"], "Berlin");
+    assert_eq!(cdr["cdr_location"]["country"], "DEU");
+    assert_eq!(cdr["cdr_location"]["coordinates"]["longitude"], "13.38490");
+    assert_eq!(cdr["cdr_location"]["connector_power_type"], "DC");
     assert_eq!(cents(&cdr["total_cost"]["incl_vat"].to_string()), captured);
     assert_eq!(cents(&cdr["total_cost"]["excl_vat"].to_string()), 1478);
     assert_eq!(cdr["total_energy"].to_string(), "22.5");
     assert_eq!(cdr["total_time"].to_string(), "0.75");
     assert_eq!(cdr["total_parking_time"].to_string(), "0.25");
-    assert_eq!(cdr["tariffs"][0]["id"], "standard");
+    // The tariff as an OCPI object, dated by the deployment's file.
+    let tariff = &cdr["tariffs"][0];
+    assert_eq!(tariff["id"], "standard");
+    assert_eq!(tariff["currency"], "EUR");
+    assert!(
+        tariff["elements"][0]["price_components"][0]["price"].is_number(),
+        "{tariff}"
+    );
+    let dated = tariff["last_updated"].as_str().unwrap();
+    assert!(dated.len() == 20 && dated.ends_with('Z'), "{dated}");
+    // Charging for 30 minutes over three readings, then idle: two periods.
     let periods = cdr["charging_periods"].as_array().unwrap();
-    assert_eq!(periods.len(), 4, "{cdr}");
+    assert_eq!(periods.len(), 2, "{cdr}");
     assert_eq!(periods[0]["dimensions"][0]["type"], "ENERGY");
-    assert_eq!(periods[3]["dimensions"][0]["type"], "PARKING_TIME");
+    assert_eq!(periods[0]["dimensions"][0]["volume"].to_string(), "22.5");
+    assert_eq!(periods[1]["dimensions"][0]["type"], "PARKING_TIME");
+    assert_eq!(periods[1]["tariff_id"], "standard");
     outputs.push(cdr.to_string().into_bytes());
 
     // Revenue by site, EVSE and day.
@@ -434,6 +454,44 @@ async fn bad_requests_get_stable_codes(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p["code"], "invalid_range");
+}
+
+async fn a_site_not_described_has_no_cdr(backend: Backend) {
+    let w = charging_at(backend, |c| c.billing.locations.clear(), None).await;
+    let operator = w
+        .app
+        .bearer_client(&w.app.staff_session_in(w.tenant, Role::Operator).await);
+    one_session(&w, "far-away").await;
+    let (status, p) = get(&operator, &w, &format!("/v1/exports/cdrs?{}", today())).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{p}");
+    assert_eq!(p["code"], "location_unknown");
+    assert!(
+        p["detail"].as_str().unwrap().contains("DE*VVT*E0001"),
+        "{p}"
+    );
+    // The other exports do not need the site's address.
+    let (status, rev) = get(
+        &operator,
+        &w,
+        &format!("/v1/exports/revenue?{}&group=site", today()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rev}");
+    // Nothing was exported, so nothing was recorded as exported.
+    let events = w
+        .app
+        .store
+        .search_audit(&voltvault::audit::AuditQuery {
+            limit: 1000,
+            ..voltvault::audit::AuditQuery::new()
+        })
+        .await
+        .unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.resource.as_deref() == Some("export:cdrs"))
+    );
 }
 
 async fn history_pages_with_a_stable_cursor(backend: Backend) {
@@ -868,6 +926,7 @@ crate::on_both_databases!(
     a_receipt_whose_tariff_version_is_gone_is_refused,
     a_capped_capture_is_shown_honestly,
     bad_requests_get_stable_codes,
+    a_site_not_described_has_no_cdr,
     history_pages_with_a_stable_cursor,
     payments_csv_lists_each_movement_in_the_period_it_moved,
 );

@@ -268,7 +268,10 @@ pub fn test_config(pki: &TestPki, db: &TestDb) -> Config {
             ..AuthConfig::default()
         },
         audit: Default::default(),
-        billing: Default::default(),
+        billing: voltvault::config::BillingConfig {
+            locations: vec![voltvault::billing::location::demo_site()],
+            ..Default::default()
+        },
         payments: PaymentsConfig {
             acquirer: Some(AcquirerKind::Simulator),
             tariffs_file: Some(pki.path("tariffs.json")),

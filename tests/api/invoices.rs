@@ -269,6 +269,11 @@ async fn a_fleet_invoice_agrees_everywhere_to_the_cent(backend: Backend) {
             .find(|c| c["id"] == sid)
             .unwrap();
         assert_eq!(cents(&cdr["total_cost"]["incl_vat"].to_string()), gross);
+        // A tap: the CDR names the card and the account it belongs to.
+        assert_eq!(cdr["cdr_token"]["type"], "RFID", "{cdr}");
+        assert_eq!(cdr["cdr_token"]["uid"], "04A2B3C4D5E6F7");
+        assert_eq!(cdr["cdr_token"]["contract_id"], driver.as_str());
+        assert_eq!(cdr["auth_method"], "WHITELIST");
     }
 
     // The webhooks: each session's completion and the invoice, same figures.

@@ -95,6 +95,32 @@ async fn versions_are_immutable_and_sessions_keep_theirs(backend: Backend) {
     // The running session is still priced at 0.79: 10 kWh = 7.90 + 1.50 VAT.
     let (_, m) = w.meter(&id, "t-m1", 10_000, 10).await;
     assert_eq!(m["cost"]["value"], 940, "{m}");
+    // Its CDR carries version 1 as an OCPI Tariff, dated by its publication.
+    let (status, done) = w.complete(&id, 10_000, 12).await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    let cdrs: Value = operator
+        .get(
+            w.app
+                .url(&format!("/v1/exports/cdrs?{}", crate::billing::today())),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tariff = &cdrs[0]["tariffs"][0];
+    assert_eq!(
+        tariff["elements"][0]["price_components"][0]["price"].to_string(),
+        "0.79",
+        "{cdrs}"
+    );
+    let published: chrono::DateTime<chrono::Utc> =
+        v1["published_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        tariff["last_updated"],
+        published.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    );
     // A new session takes 0.99: 10 kWh = 9.90 + 1.88 VAT.
     let (_, s2) = w
         .post(

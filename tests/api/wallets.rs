@@ -991,6 +991,7 @@ async fn recovery_settles_a_lost_wallet_hold_from_the_ledger(backend: Backend) {
             tariff_version: 1,
             token: format!("wallet_{account}"),
             account: Some(id),
+            rfid: None,
             acquirer: "wallet".into(),
             hold: Money::new(400, eur),
             authorized: Money::zero(eur),

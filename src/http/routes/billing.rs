@@ -42,7 +42,10 @@ pub(crate) fn billing_error(error: BillingError) -> ApiError {
         E::Receipt(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.code()),
         E::TooLarge => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "export_too_large")
             .with_detail(error.to_string()),
-        E::Encode => ApiError::internal(),
+        E::LocationUnknown(_) => {
+            ApiError::new(StatusCode::CONFLICT, "location_unknown").with_detail(error.to_string())
+        }
+        E::Encode | E::Internal => ApiError::internal(),
         E::Store(StoreError::Unavailable) => ApiError::unavailable("database_unavailable"),
         E::Store(_) => ApiError::internal(),
         E::Audit(_) => ApiError::unavailable("audit_unavailable"),
