@@ -28,7 +28,7 @@ use super::tariff::{Dimension, PriceComponent, PriceLimit, Tariff, TariffElement
 pub const MAX_OCPI_ID_LEN: usize = 36;
 
 /// In the bit order of `restriction::Days` (bit 0 = Monday).
-const DAYS: [&str; 7] = [
+pub(super) const DAYS: [&str; 7] = [
     "MONDAY",
     "TUESDAY",
     "WEDNESDAY",

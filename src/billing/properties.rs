@@ -77,15 +77,7 @@ fn restrictions() -> impl Strategy<Value = String> {
                 }
             }
             if let Some(mask) = days {
-                let names = [
-                    "MONDAY",
-                    "TUESDAY",
-                    "WEDNESDAY",
-                    "THURSDAY",
-                    "FRIDAY",
-                    "SATURDAY",
-                    "SUNDAY",
-                ];
+                let names = super::ocpi_tariff::DAYS;
                 let list: Vec<String> = (0..7)
                     .filter(|i| mask & (1 << i) != 0)
                     .map(|i| format!("\"{}\"", names[i]))
