@@ -35,6 +35,8 @@ struct Run {
     secs: f64,
     latencies_ms: Vec<f64>,
     errors: u64,
+    /// Each export of the sessions just made: name and milliseconds.
+    exports_ms: Vec<(&'static str, f64)>,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -259,6 +261,47 @@ async fn run(backend: &str, chargers: usize, duration: Duration, smoke: bool) ->
         errors += e;
     }
     let secs = started.elapsed().as_secs_f64();
+
+    // The exports an operator runs on what the load left: every session
+    // in one period, read by an app key over HTTPS like the chargers.
+    let (_, key) = auth
+        .create_api_key(
+            tenant,
+            "bench app",
+            voltvault::auth::policy::Role::App,
+            None,
+            &Actor::cli(),
+            &Origin::cli(),
+        )
+        .await
+        .unwrap();
+    let app_client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.cert_pem().as_bytes()).unwrap())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap();
+    let now = voltvault::clock::Clock::now(&voltvault::clock::SystemClock);
+    let period = format!(
+        "from={}&to={}",
+        (now - chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (now + chrono::Duration::days(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let mut exports_ms = Vec::new();
+    for export in ["sessions.csv", "payments.csv", "cdrs"] {
+        let began = Instant::now();
+        let r = app_client
+            .get(format!("{base}/v1/exports/{export}?{period}"))
+            .bearer_auth(key.expose_secret())
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{export}: {}", r.status());
+        let body = r.bytes().await.unwrap();
+        assert!(!body.is_empty());
+        exports_ms.push((export, began.elapsed().as_secs_f64() * 1000.0));
+    }
     running.stop().await;
     latencies_ms.sort_by(f64::total_cmp);
     Run {
@@ -266,6 +309,7 @@ async fn run(backend: &str, chargers: usize, duration: Duration, smoke: bool) ->
         secs,
         latencies_ms,
         errors,
+        exports_ms,
     }
 }
 
@@ -315,6 +359,16 @@ async fn main() {
             percentile(&r.latencies_ms, 0.99),
             r.sessions,
             r.errors
+        );
+        let exports: Vec<String> = r
+            .exports_ms
+            .iter()
+            .map(|(name, ms)| format!("{name} {ms:.0} ms"))
+            .collect();
+        println!(
+            "{backend:<8} exports of those {} sessions: {}",
+            r.sessions,
+            exports.join(", ")
         );
         assert!(r.sessions > 0 && r.errors == 0, "sessions failed");
     }
