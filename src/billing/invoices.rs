@@ -140,10 +140,13 @@ impl InvoiceService {
             .store
             .uninvoiced_sessions(caller.tenant, account.id, period.end())
             .await?;
-        let mut receipts: Vec<Receipt> = Vec::with_capacity(sessions.len());
-        for session in &sessions {
-            receipts.push(self.billing.receipt_of(session).await?.receipt);
-        }
+        let receipts: Vec<Receipt> = self
+            .billing
+            .receipts_of(&sessions)
+            .await?
+            .into_iter()
+            .map(|done| done.receipt)
+            .collect();
         let bill_to = BillTo {
             account_id: account.id,
             name: account.name.clone(),

@@ -3,6 +3,7 @@
 //! through the store's ports (never SQL); the figures themselves come from
 //! the pure modules beside it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -26,6 +27,7 @@ use crate::payments::service::SessionView;
 use crate::payments::session::{IntentKind, IntentState, PaymentSession, SessionStatus};
 use crate::payments::tariffs::{TariffBook, TariffBookError};
 use crate::store::billing::{MovementQuery, PaymentMovement, SessionQuery};
+use crate::store::payments::MAX_BATCH;
 use crate::store::{Store, StoreError};
 use crate::tokens::service::Caller;
 
@@ -169,52 +171,120 @@ impl BillingService {
         &self,
         session: &PaymentSession,
     ) -> Result<Completed, BillingError> {
-        if session.status != SessionStatus::Completed {
-            return Err(ReceiptError::NotCompleted(session.status).into());
+        let mut one = self.receipts_of(std::slice::from_ref(session)).await?;
+        one.pop().ok_or(BillingError::Internal)
+    }
+
+    /// Completed sessions' receipts, in the sessions' order. Read in batches
+    /// of [`MAX_BATCH`]: one query each for the readings, the refunds and
+    /// the cards of a batch, so an export does not cost three queries a
+    /// session.
+    pub(crate) async fn receipts_of(
+        &self,
+        sessions: &[PaymentSession],
+    ) -> Result<Vec<Completed>, BillingError> {
+        let mut out = Vec::with_capacity(sessions.len());
+        let mut tariffs: HashMap<(TenantId, String, u32), Option<DatedTariff>> = HashMap::new();
+        for batch in sessions.chunks(MAX_BATCH) {
+            if let Some(open) = batch.iter().find(|s| s.status != SessionStatus::Completed) {
+                return Err(ReceiptError::NotCompleted(open.status).into());
+            }
+            let ids: Vec<PaymentSessionId> = batch.iter().map(|s| s.id).collect();
+            let mut readings: HashMap<PaymentSessionId, Vec<MeterReading>> = HashMap::new();
+            for (id, r) in self.store.meter_readings_of(&ids).await? {
+                readings
+                    .entry(id)
+                    .or_default()
+                    .push(MeterReading::new(r.at, r.energy_wh));
+            }
+            let mut refunds: HashMap<PaymentSessionId, Vec<(i64, DateTime<Utc>)>> = HashMap::new();
+            for i in self.store.payment_intents_of(&ids).await? {
+                if i.kind == IntentKind::Refund && i.state == IntentState::Succeeded {
+                    refunds
+                        .entry(i.session)
+                        .or_default()
+                        .push((i.amount, i.updated_at));
+                }
+            }
+            let cards = self.cards_of(batch).await?;
+            for session in batch {
+                let key = (
+                    session.tenant,
+                    session.tariff_id.clone(),
+                    session.tariff_version,
+                );
+                let tariff = match tariffs.get(&key) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let t = self
+                            .tariffs
+                            .tariff_version(
+                                session.tenant,
+                                &session.tariff_id,
+                                session.tariff_version,
+                            )
+                            .await?;
+                        tariffs.insert(key, t.clone());
+                        t
+                    }
+                };
+                let readings = readings.remove(&session.id).unwrap_or_default();
+                // Brand and last four only; a token deleted since shows neither.
+                let card = cards
+                    .get(&(session.tenant, session.token.clone()))
+                    .cloned()
+                    .unwrap_or_else(|| CardSummary::new("card", ""));
+                let refunds = refunds
+                    .remove(&session.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(amount, at)| ReceiptRefund {
+                        amount: Money::new(amount, session.hold.currency),
+                        at,
+                    })
+                    .collect();
+                let receipt = build_receipt(ReceiptInput {
+                    session,
+                    readings: &readings,
+                    tariff: tariff.as_ref().map(|t| &t.tariff),
+                    card,
+                    refunds,
+                    operator: self.operator.clone(),
+                })?;
+                // A receipt exists only for the session's own tariff version.
+                let tariff = tariff.ok_or(BillingError::Internal)?;
+                out.push(Completed {
+                    receipt,
+                    readings,
+                    tariff,
+                });
+            }
         }
-        let readings: Vec<MeterReading> = self
-            .store
-            .meter_readings(session.id)
-            .await?
-            .iter()
-            .map(|r| MeterReading::new(r.at, r.energy_wh))
-            .collect();
-        // Brand and last four only; a token deleted since shows neither.
-        let card = match self.store.token(session.tenant, &session.token).await {
-            Ok(t) => CardSummary::new(&t.brand, &t.last4),
-            Err(StoreError::NotFound) => CardSummary::new("card", ""),
-            Err(e) => return Err(e.into()),
-        };
-        let refunds = self
-            .store
-            .payment_intents(session.id)
-            .await?
-            .into_iter()
-            .filter(|i| i.kind == IntentKind::Refund && i.state == IntentState::Succeeded)
-            .map(|i| ReceiptRefund {
-                amount: Money::new(i.amount, session.hold.currency),
-                at: i.updated_at,
-            })
-            .collect();
-        let tariff = self
-            .tariffs
-            .tariff_version(session.tenant, &session.tariff_id, session.tariff_version)
-            .await?;
-        let receipt = build_receipt(ReceiptInput {
-            session,
-            readings: &readings,
-            tariff: tariff.as_ref().map(|t| &t.tariff),
-            card,
-            refunds,
-            operator: self.operator.clone(),
-        })?;
-        // A receipt exists only for the session's own tariff version.
-        let tariff = tariff.ok_or(BillingError::Internal)?;
-        Ok(Completed {
-            receipt,
-            readings,
-            tariff,
-        })
+        Ok(out)
+    }
+
+    /// The card summaries of a batch's tokens, by tenant and token.
+    async fn cards_of(
+        &self,
+        batch: &[PaymentSession],
+    ) -> Result<HashMap<(TenantId, String), CardSummary>, BillingError> {
+        let mut wanted: HashMap<TenantId, Vec<String>> = HashMap::new();
+        for s in batch {
+            let tokens = wanted.entry(s.tenant).or_default();
+            if !tokens.contains(&s.token) {
+                tokens.push(s.token.clone());
+            }
+        }
+        let mut cards = HashMap::new();
+        for (tenant, tokens) in wanted {
+            for t in self.store.tokens_of(tenant, &tokens).await? {
+                cards.insert(
+                    (tenant, t.token.clone()),
+                    CardSummary::new(&t.brand, &t.last4),
+                );
+            }
+        }
+        Ok(cards)
     }
 
     /// One page of history.
@@ -341,13 +411,17 @@ impl BillingService {
         let sessions = self
             .sessions_in(caller.tenant, period, Some(SessionStatus::Completed))
             .await?;
-        let mut cdrs = Vec::with_capacity(sessions.len());
+        let mut located = Vec::with_capacity(sessions.len());
         for s in &sessions {
             let location = self
                 .locations
                 .of_evse(&s.evse_id)
                 .ok_or_else(|| BillingError::LocationUnknown(site_of(&s.evse_id).to_owned()))?;
-            let done = self.receipt_of(s).await?;
+            located.push(location);
+        }
+        let completed = self.receipts_of(&sessions).await?;
+        let mut cdrs = Vec::with_capacity(sessions.len());
+        for ((s, location), done) in sessions.iter().zip(located).zip(completed) {
             let cdr = build_cdr(CdrInput {
                 session: s,
                 receipt: &done.receipt,

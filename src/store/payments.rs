@@ -8,6 +8,10 @@ use super::StoreError;
 use crate::ids::{PaymentSessionId, TenantId};
 use crate::payments::session::{Intent, IntentState, PaymentSession};
 
+/// Most ids one batched read takes: well under SQLite's and PostgreSQL's
+/// limits on bound parameters.
+pub const MAX_BATCH: usize = 500;
+
 /// One meter reading as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredReading {
@@ -68,6 +72,15 @@ pub trait PaymentStore: Send + Sync {
     async fn meter_readings(&self, id: PaymentSessionId) -> Result<Vec<StoredReading>, StoreError>;
     async fn payment_intent(&self, acquirer_key: &str) -> Result<Intent, StoreError>;
     async fn payment_intents(&self, id: PaymentSessionId) -> Result<Vec<Intent>, StoreError>;
+    /// The meter readings of several sessions in one query (at most
+    /// [`MAX_BATCH`] ids), each session's in order.
+    async fn meter_readings_of(
+        &self,
+        ids: &[PaymentSessionId],
+    ) -> Result<Vec<(PaymentSessionId, StoredReading)>, StoreError>;
+    /// The intents of several sessions in one query (at most [`MAX_BATCH`]).
+    async fn payment_intents_of(&self, ids: &[PaymentSessionId])
+    -> Result<Vec<Intent>, StoreError>;
     async fn write_payment_session(&self, write: SessionWrite<'_>) -> Result<(), StoreError>;
     /// Takes over up to `limit` pending intents whose lease ran out before
     /// `now`, leasing each until `lease_until`. Two nodes never claim the same one.
@@ -337,6 +350,63 @@ mod payment_rows {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
+                rows.iter()
+                    .map(payment_rows::intent)
+                    .collect()
+            }
+
+            async fn meter_readings_of(
+                &self,
+                ids: &[$crate::ids::PaymentSessionId],
+            ) -> Result<
+                Vec<($crate::ids::PaymentSessionId, $crate::store::payments::StoredReading)>,
+                $crate::store::StoreError,
+            > {
+                if ids.len() > $crate::store::payments::MAX_BATCH {
+                    return Err($crate::store::StoreError::Internal);
+                }
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = sqlx::QueryBuilder::new(
+                    "SELECT session_id, seq, at, energy_wh FROM payment_meter_readings \
+                     WHERE session_id IN (",
+                );
+                let mut list = sql.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                sql.push(") ORDER BY session_id, seq");
+                let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|row| {
+                        let id = sqlx::Row::try_get(row, "session_id")?;
+                        Ok((id, payment_rows::reading(row)?))
+                    })
+                    .collect()
+            }
+
+            async fn payment_intents_of(
+                &self,
+                ids: &[$crate::ids::PaymentSessionId],
+            ) -> Result<Vec<$crate::payments::session::Intent>, $crate::store::StoreError> {
+                if ids.len() > $crate::store::payments::MAX_BATCH {
+                    return Err($crate::store::StoreError::Internal);
+                }
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = sqlx::QueryBuilder::new(concat!(
+                    "SELECT ",
+                    $crate::store::payments::PAYMENT_INTENT_COLUMNS!(),
+                    " FROM payment_intents WHERE session_id IN ("
+                ));
+                let mut list = sql.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                sql.push(") ORDER BY session_id, created_at, acquirer_key");
+                let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map(payment_rows::intent)
                     .collect()

@@ -55,6 +55,14 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<Option<StoredToken>, StoreError>;
     /// Any token of this tenant, including tombstones.
     async fn token(&self, tenant: TenantId, token: &str) -> Result<StoredToken, StoreError>;
+    /// Several tokens of this tenant in one query (at most
+    /// [`crate::store::payments::MAX_BATCH`]), tombstones included; tokens
+    /// it does not have are left out.
+    async fn tokens_of(
+        &self,
+        tenant: TenantId,
+        tokens: &[String],
+    ) -> Result<Vec<StoredToken>, StoreError>;
     /// Erases the sealed card data and marks the token deleted. Returns
     /// false when it was already deleted.
     async fn shred_token(
@@ -167,6 +175,34 @@ macro_rules! impl_token_store {
                 .fetch_one(&self.pool)
                 .await?;
                 $crate::store::tokens::token_from_row(&row)
+            }
+
+            async fn tokens_of(
+                &self,
+                tenant: $crate::ids::TenantId,
+                tokens: &[String],
+            ) -> Result<Vec<$crate::store::tokens::StoredToken>, $crate::store::StoreError> {
+                if tokens.len() > $crate::store::payments::MAX_BATCH {
+                    return Err($crate::store::StoreError::Internal);
+                }
+                if tokens.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut sql = sqlx::QueryBuilder::new(concat!(
+                    "SELECT ",
+                    $crate::store::tokens::TOKEN_COLUMNS!(),
+                    " FROM tokens WHERE tenant_id = "
+                ));
+                sql.push_bind(tenant).push(" AND token IN (");
+                let mut list = sql.separated(", ");
+                for token in tokens {
+                    list.push_bind(token.as_str());
+                }
+                sql.push(")");
+                let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map($crate::store::tokens::token_from_row)
+                    .collect()
             }
 
             async fn shred_token(

@@ -494,6 +494,67 @@ async fn a_site_not_described_has_no_cdr(backend: Backend) {
     );
 }
 
+async fn batched_reads_agree_with_one_session_at_a_time(backend: Backend) {
+    let (w, _dir) = with_billing(backend).await;
+    let ids: Vec<voltvault::ids::PaymentSessionId> = [
+        one_session(&w, "batch-1").await,
+        one_session(&w, "batch-2").await,
+        one_session(&w, "batch-3").await,
+    ]
+    .iter()
+    .map(|id| id.parse().unwrap())
+    .collect();
+    let store = &w.app.store;
+
+    let readings = store.meter_readings_of(&ids).await.unwrap();
+    let intents = store.payment_intents_of(&ids).await.unwrap();
+    let mut tokens = Vec::new();
+    for id in &ids {
+        let one: Vec<_> = readings
+            .iter()
+            .filter(|(s, _)| s == id)
+            .map(|(_, r)| *r)
+            .collect();
+        assert_eq!(one, store.meter_readings(*id).await.unwrap());
+        assert_eq!(one.len(), 5);
+        let mine: Vec<String> = intents
+            .iter()
+            .filter(|i| i.session == *id)
+            .map(|i| i.acquirer_key.clone())
+            .collect();
+        let alone: Vec<String> = store
+            .payment_intents(*id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.acquirer_key)
+            .collect();
+        assert_eq!(mine, alone);
+        assert!(!mine.is_empty());
+        tokens.push(store.payment_session(w.tenant, *id).await.unwrap().token);
+    }
+    assert!(intents.iter().all(|i| ids.contains(&i.session)));
+
+    // Tokens of the tenant only; unknown ones are left out.
+    tokens.push("not-a-token".into());
+    let found = store.tokens_of(w.tenant, &tokens).await.unwrap();
+    assert_eq!(found.len(), 3);
+    let other = w
+        .app
+        .auth
+        .create_tenant("batch-stranger", &Actor::cli(), &Origin::cli())
+        .await
+        .unwrap()
+        .id;
+    assert!(store.tokens_of(other, &tokens).await.unwrap().is_empty());
+
+    // Empty asks nothing; more than a batch is refused, not cut.
+    assert!(store.meter_readings_of(&[]).await.unwrap().is_empty());
+    let too_many = vec![ids[0]; voltvault::store::payments::MAX_BATCH + 1];
+    assert!(store.meter_readings_of(&too_many).await.is_err());
+    assert!(store.payment_intents_of(&too_many).await.is_err());
+}
+
 async fn history_pages_with_a_stable_cursor(backend: Backend) {
     let (w, _dir) = with_billing(backend).await;
     let app = app_client(&w).await;
@@ -927,6 +988,7 @@ crate::on_both_databases!(
     a_capped_capture_is_shown_honestly,
     bad_requests_get_stable_codes,
     a_site_not_described_has_no_cdr,
+    batched_reads_agree_with_one_session_at_a_time,
     history_pages_with_a_stable_cursor,
     payments_csv_lists_each_movement_in_the_period_it_moved,
 );
