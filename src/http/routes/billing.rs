@@ -339,11 +339,13 @@ pub async fn payments_csv(
 }
 
 /// OCPI 2.2.1 CDR objects of the sessions completed among those started in
-/// the period. `cdr_token.uid` is the voltvault token, never card data.
+/// the period. `cdr_token` is the RFID card, the account or the voltvault
+/// token, never card data; `cdr_location` is the site's entry in
+/// `[[billing.locations]]`.
 #[utoipa::path(get, path = "/v1/exports/cdrs", tag = "billing", params(ExportParams),
     responses((status = 200, description = "a JSON array of OCPI 2.2.1 CDR objects", body = Vec<Object>),
               (status = 400, body = crate::http::error::Problem),
-              (status = 409, body = crate::http::error::Problem),
+              (status = 409, description = "location_unknown: a session's site is not described in billing.locations; tariff_version_unavailable", body = crate::http::error::Problem),
               (status = 422, body = crate::http::error::Problem)))]
 pub async fn cdrs(
     State(state): State<AppState>,
