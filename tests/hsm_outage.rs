@@ -55,7 +55,7 @@ async fn token_loss_gives_unavailable_then_recovers() {
     ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
         .unwrap();
     let mut recovered = false;
-    for _ in 0..50 {
+    for _ in 0..400 {
         if hsm.health().await {
             recovered = true;
             break;

@@ -586,7 +586,7 @@ async fn the_monthly_run_issues_last_months_invoices(backend: Backend) {
     assert_eq!(w.app.db.count_rows("invoices").await, 0);
     clock.advance(chrono::Duration::hours(2));
     charge(&w, &clock, "s3", json!({"rfid_uid": "04A2B3C2"}), 4_000).await;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if w.app.db.count_rows("invoices").await >= 2 {
             break;
         }

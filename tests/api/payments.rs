@@ -181,7 +181,7 @@ impl Charging {
 
     /// Polls until the session leaves `status` (the workers run every second here).
     pub async fn wait_while(&self, id: &str, status: &str) -> Value {
-        for _ in 0..100 {
+        for _ in 0..300 {
             let s = self.get(id).await;
             if s["status"] != status {
                 return s;

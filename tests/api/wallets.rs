@@ -644,7 +644,7 @@ async fn a_low_balance_triggers_exactly_one_notification(backend: Backend) {
     assert_eq!(low_balance_events(&w).await, 2);
 
     // Delivered to the endpoint: exactly two, one per crossing.
-    for _ in 0..200 {
+    for _ in 0..600 {
         if seen.lock().unwrap().len() >= 2 {
             break;
         }
@@ -1044,7 +1044,7 @@ async fn recovery_settles_a_lost_wallet_hold_from_the_ledger(backend: Backend) {
         let app = app.clone();
         let url = w.app.url(&format!("/v1/payment-sessions/{sid}"));
         async move {
-            for _ in 0..100 {
+            for _ in 0..300 {
                 let s: Value = app.get(&url).send().await.unwrap().json().await.unwrap();
                 if s["status"] != "authorizing" {
                     return s;

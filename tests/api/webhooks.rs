@@ -112,7 +112,7 @@ async fn delivery_log(w: &Charging, client: &reqwest::Client, id: &str) -> Vec<V
 
 /// Polls the delivery log until its one delivery leaves `pending`.
 async fn settled(w: &Charging, client: &reqwest::Client, id: &str) -> Value {
-    for _ in 0..200 {
+    for _ in 0..600 {
         let log = delivery_log(w, client, id).await;
         if let [only] = log.as_slice()
             && only["state"] != "pending"
