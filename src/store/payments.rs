@@ -12,6 +12,31 @@ use crate::payments::session::{Intent, IntentState, PaymentSession};
 /// limits on bound parameters.
 pub const MAX_BATCH: usize = 500;
 
+/// Whether a batched read of `n` values has anything to ask; more than
+/// [`MAX_BATCH`] is refused rather than cut.
+pub(crate) fn batch_wanted(n: usize) -> Result<bool, StoreError> {
+    if n > MAX_BATCH {
+        return Err(StoreError::Internal);
+    }
+    Ok(n > 0)
+}
+
+/// Appends ` IN ($1, $2, …)` binding `values`.
+pub(crate) fn push_in<'a, DB, T>(
+    sql: &mut sqlx::QueryBuilder<'a, DB>,
+    values: impl IntoIterator<Item = T>,
+) where
+    DB: sqlx::Database,
+    T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    sql.push(" IN (");
+    let mut list = sql.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    sql.push(")");
+}
+
 /// One meter reading as stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredReading {
@@ -362,21 +387,15 @@ mod payment_rows {
                 Vec<($crate::ids::PaymentSessionId, $crate::store::payments::StoredReading)>,
                 $crate::store::StoreError,
             > {
-                if ids.len() > $crate::store::payments::MAX_BATCH {
-                    return Err($crate::store::StoreError::Internal);
-                }
-                if ids.is_empty() {
+                if !$crate::store::payments::batch_wanted(ids.len())? {
                     return Ok(Vec::new());
                 }
                 let mut sql = sqlx::QueryBuilder::new(
                     "SELECT session_id, seq, at, energy_wh FROM payment_meter_readings \
-                     WHERE session_id IN (",
+                     WHERE session_id",
                 );
-                let mut list = sql.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                sql.push(") ORDER BY session_id, seq");
+                $crate::store::payments::push_in(&mut sql, ids.iter().copied());
+                sql.push(" ORDER BY session_id, seq");
                 let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map(|row| {
@@ -390,22 +409,16 @@ mod payment_rows {
                 &self,
                 ids: &[$crate::ids::PaymentSessionId],
             ) -> Result<Vec<$crate::payments::session::Intent>, $crate::store::StoreError> {
-                if ids.len() > $crate::store::payments::MAX_BATCH {
-                    return Err($crate::store::StoreError::Internal);
-                }
-                if ids.is_empty() {
+                if !$crate::store::payments::batch_wanted(ids.len())? {
                     return Ok(Vec::new());
                 }
                 let mut sql = sqlx::QueryBuilder::new(concat!(
                     "SELECT ",
                     $crate::store::payments::PAYMENT_INTENT_COLUMNS!(),
-                    " FROM payment_intents WHERE session_id IN ("
+                    " FROM payment_intents WHERE session_id"
                 ));
-                let mut list = sql.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                sql.push(") ORDER BY session_id, created_at, acquirer_key");
+                $crate::store::payments::push_in(&mut sql, ids.iter().copied());
+                sql.push(" ORDER BY session_id, created_at, acquirer_key");
                 let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map(payment_rows::intent)

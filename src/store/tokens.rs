@@ -182,10 +182,7 @@ macro_rules! impl_token_store {
                 tenant: $crate::ids::TenantId,
                 tokens: &[String],
             ) -> Result<Vec<$crate::store::tokens::StoredToken>, $crate::store::StoreError> {
-                if tokens.len() > $crate::store::payments::MAX_BATCH {
-                    return Err($crate::store::StoreError::Internal);
-                }
-                if tokens.is_empty() {
+                if !$crate::store::payments::batch_wanted(tokens.len())? {
                     return Ok(Vec::new());
                 }
                 let mut sql = sqlx::QueryBuilder::new(concat!(
@@ -193,12 +190,8 @@ macro_rules! impl_token_store {
                     $crate::store::tokens::TOKEN_COLUMNS!(),
                     " FROM tokens WHERE tenant_id = "
                 ));
-                sql.push_bind(tenant).push(" AND token IN (");
-                let mut list = sql.separated(", ");
-                for token in tokens {
-                    list.push_bind(token.as_str());
-                }
-                sql.push(")");
+                sql.push_bind(tenant).push(" AND token");
+                $crate::store::payments::push_in(&mut sql, tokens.iter().map(String::as_str));
                 let rows = sql.build().persistent(false).fetch_all(&self.pool).await?;
                 rows.iter()
                     .map($crate::store::tokens::token_from_row)
