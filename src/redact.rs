@@ -5,10 +5,10 @@
 //! this catches the mistake when it does.
 //!
 //! A UUID in its canonical form (`8-4-4-4-12` hex digits) with at least one
-//! letter is left whole: voltvault's ids are UUIDs, and about one in a
-//! thousand has dash-separated all-digit groups that pass Luhn, which would
-//! otherwise mask a session id in an audit record or a log line. A card
-//! number printed by mistake is never in that shape.
+//! letter is left whole: voltvault's ids are UUIDs, and about one random
+//! UUID in two hundred has dash-separated all-digit groups that pass Luhn,
+//! which would otherwise mask a session id in an audit record or a log
+//! line. A card number printed by mistake is never in that shape.
 
 use std::borrow::Cow;
 use std::io;
