@@ -4,7 +4,6 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voltvault::audit::AuditQuery;
 
 use crate::helpers::Backend;
 use crate::payments::{APPROVE, Charging, charging, fast_workers};
@@ -188,15 +187,7 @@ async fn taps_charge_the_account(backend: Backend) {
     assert_eq!(p["code"], "account_without_payment_method");
 
     // The trail names accounts and cards, never a whole UID.
-    let events = w
-        .app
-        .store
-        .search_audit(&AuditQuery {
-            limit: 1000,
-            ..AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     let types: Vec<&str> = events.iter().map(|r| r.event_type.as_str()).collect();
     for t in [
         "account.create",

@@ -319,15 +319,7 @@ async fn one_session_agrees_everywhere_to_the_cent(backend: Backend) {
         assert!(!crate::helpers::contains_bytes(out, b"4242 4242"));
     }
     // Exports are in the audit trail.
-    let events = w
-        .app
-        .store
-        .search_audit(&voltvault::audit::AuditQuery {
-            limit: 1000,
-            ..voltvault::audit::AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     assert!(
         events
             .iter()
@@ -478,15 +470,7 @@ async fn a_site_not_described_has_no_cdr(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK, "{rev}");
     // Nothing was exported, so nothing was recorded as exported.
-    let events = w
-        .app
-        .store
-        .search_audit(&voltvault::audit::AuditQuery {
-            limit: 1000,
-            ..voltvault::audit::AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     assert!(
         !events
             .iter()
@@ -967,15 +951,7 @@ async fn payments_csv_lists_each_movement_in_the_period_it_moved(backend: Backen
     );
 
     // The export is in the audit trail.
-    let events = w
-        .app
-        .store
-        .search_audit(&voltvault::audit::AuditQuery {
-            limit: 1000,
-            ..voltvault::audit::AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     assert!(events.iter().any(|e| e.event_type == "billing.export"
         && e.tenant == Some(w.tenant)
         && e.resource.as_deref() == Some("export:payments.csv")

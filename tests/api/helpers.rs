@@ -349,6 +349,17 @@ impl TestApp {
         format!("https://localhost:{}{path}", self.addr.port())
     }
 
+    /// The first thousand records of the audit trail, oldest first.
+    pub async fn audit_trail(&self) -> Vec<voltvault::audit::AuditRecord> {
+        self.store
+            .search_audit(&voltvault::audit::AuditQuery {
+                limit: 1000,
+                ..voltvault::audit::AuditQuery::new()
+            })
+            .await
+            .unwrap()
+    }
+
     pub fn ops_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.ops_addr)
     }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voltvault::audit::AuditQuery;
 use voltvault::auth::policy::Role;
 use voltvault::auth::{Actor, Origin};
 use voltvault::clock::{Clock, Environment, FixedClock, OsRandom, SystemClock};
@@ -294,15 +293,7 @@ async fn a_whole_session_is_held_metered_captured_and_refunded(backend: Backend)
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The trail: the card's decryption for the hold, every money movement.
-    let events = w
-        .app
-        .store
-        .search_audit(&AuditQuery {
-            limit: 1000,
-            ..AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     let types: Vec<&str> = events.iter().map(|r| r.event_type.as_str()).collect();
     for t in [
         "token.tokenize",

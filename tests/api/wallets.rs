@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use voltvault::audit::AuditQuery;
 use voltvault::auth::policy::Role;
 use voltvault::auth::{Actor, Origin};
 
@@ -212,15 +211,7 @@ async fn a_wallet_is_opened_and_topped_up_once(backend: Backend) {
     );
 
     // Audited: configuration and top-ups (the declined one as a failure).
-    let events = w
-        .app
-        .store
-        .search_audit(&AuditQuery {
-            limit: 1000,
-            ..AuditQuery::new()
-        })
-        .await
-        .unwrap();
+    let events = w.app.audit_trail().await;
     let count = |t: &str| events.iter().filter(|e| e.event_type == t).count();
     assert_eq!(count("wallet.configure"), 2);
     assert_eq!(count("wallet.top_up"), 3);
@@ -405,17 +396,7 @@ async fn sessions_pay_from_the_wallet_without_a_card(backend: Backend) {
             .filter(|e| e.event_type == "card.decrypt")
             .count()
     };
-    let audit = || async {
-        w.app
-            .store
-            .search_audit(&AuditQuery {
-                limit: 1000,
-                ..AuditQuery::new()
-            })
-            .await
-            .unwrap()
-    };
-    let decrypted_before = decrypts(&audit().await);
+    let decrypted_before = decrypts(&w.app.audit_trail().await);
 
     // A tap: the hold is reserved from the wallet, not asked of a card.
     let (status, s) = w
@@ -528,7 +509,7 @@ async fn sessions_pay_from_the_wallet_without_a_card(backend: Backend) {
     );
 
     // No card was opened for any of it.
-    assert_eq!(decrypts(&audit().await), decrypted_before);
+    assert_eq!(decrypts(&w.app.audit_trail().await), decrypted_before);
     // The ledger adds up: top-up less captures plus refunds.
     assert_eq!(w.app.db.count_rows("wallet_holds").await, 2);
 }
