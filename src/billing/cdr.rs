@@ -49,16 +49,6 @@ pub(super) fn ocpi_time<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok,
     s.collect_str(&t.format("%Y-%m-%dT%H:%M:%SZ"))
 }
 
-pub(super) fn ocpi_time_opt<S: Serializer>(
-    t: &Option<DateTime<Utc>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match t {
-        Some(t) => ocpi_time(t, s),
-        None => s.serialize_none(),
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub struct Cdr {
     pub country_code: String,
@@ -314,7 +304,6 @@ pub fn build_cdr(input: CdrInput<'_>) -> Result<Cdr, CdrError> {
                 &tariff.tariff,
                 party.0,
                 party.1,
-                None,
                 tariff.last_updated,
             )?],
             None => Vec::new(),

@@ -12,7 +12,8 @@
 //! - voltvault's `time_zone` and `version` have no OCPI field and are left
 //!   out: OCPI's restriction times and dates are local to the Location, which
 //!   is what the tariff time zone means, and a version is told apart by its
-//!   `start_date_time` and `last_updated`.
+//!   `last_updated`. `start_date_time` is left out too: a published version
+//!   applies from its publication.
 //! - A tariff id longer than OCPI's 36 characters is refused, not cut.
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,7 +21,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use super::cdr::{CdrError, Price, money, number, ocpi_time, ocpi_time_opt};
+use super::cdr::{CdrError, Price, money, number, ocpi_time};
 use super::restriction::{Range, Restrictions};
 use super::tariff::{Dimension, PriceComponent, PriceLimit, Tariff, TariffElement};
 
@@ -50,11 +51,6 @@ pub struct OcpiTariff {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_price: Option<Price>,
     pub elements: Vec<OcpiTariffElement>,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "ocpi_time_opt"
-    )]
-    pub start_date_time: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ocpi_time")]
     pub last_updated: DateTime<Utc>,
 }
@@ -111,12 +107,11 @@ pub struct OcpiTariffRestrictions {
     pub day_of_week: Vec<&'static str>,
 }
 
-/// The OCPI Tariff of `tariff`, in force from `valid_from` when given.
+/// The OCPI Tariff of `tariff`.
 pub fn ocpi_tariff(
     tariff: &Tariff,
     country_code: &str,
     party_id: &str,
-    valid_from: Option<DateTime<Utc>>,
     last_updated: DateTime<Utc>,
 ) -> Result<OcpiTariff, CdrError> {
     if tariff.id().len() > MAX_OCPI_ID_LEN {
@@ -134,7 +129,6 @@ pub fn ocpi_tariff(
             .iter()
             .map(element)
             .collect::<Result<_, _>>()?,
-        start_date_time: valid_from,
         last_updated,
     })
 }
@@ -235,7 +229,7 @@ mod tests {
     }
 
     fn ocpi(t: &Tariff) -> OcpiTariff {
-        ocpi_tariff(t, "NL", "TNM", None, at("2015-06-29T20:39:09Z")).unwrap()
+        ocpi_tariff(t, "NL", "TNM", at("2015-06-29T20:39:09Z")).unwrap()
     }
 
     fn elements_json(elements: &str) -> String {
@@ -369,14 +363,7 @@ mod tests {
             r#","max_price":{"excl_vat":1000,"incl_vat":1100}"#,
             r#"[{"price_components":[{"type":"TIME","price":"2.00","vat":"10","step_size":60}]}]"#,
         );
-        let o = ocpi_tariff(
-            &t,
-            "NL",
-            "TNM",
-            Some(at("2015-06-29T22:39:09+02:00")),
-            at("2015-06-30T20:39:09.2Z"),
-        )
-        .unwrap();
+        let o = ocpi_tariff(&t, "NL", "TNM", at("2015-06-30T20:39:09.2Z")).unwrap();
         // No `time_zone` or `version`; instants in UTC to the second, as
         // cdr.rs writes them (OCPI's DateTime has 25 characters at most).
         assert_eq!(
@@ -385,14 +372,13 @@ mod tests {
                 r#"{"country_code":"NL","party_id":"TNM","id":"ocpi-14","currency":"EUR","#,
                 r#""max_price":{"excl_vat":10,"incl_vat":11},"#,
                 r#""elements":[{"price_components":[{"type":"TIME","price":2,"vat":10,"step_size":60}]}],"#,
-                r#""start_date_time":"2015-06-29T20:39:09Z","last_updated":"2015-06-30T20:39:09Z"}"#,
+                r#""last_updated":"2015-06-30T20:39:09Z"}"#,
             ]
             .concat()
         );
-        let v = serde_json::to_value(
-            ocpi_tariff(&t, "NL", "TNM", None, at("2015-06-29T20:39:09Z")).unwrap(),
-        )
-        .unwrap();
+        let v =
+            serde_json::to_value(ocpi_tariff(&t, "NL", "TNM", at("2015-06-29T20:39:09Z")).unwrap())
+                .unwrap();
         assert!(v.get("start_date_time").is_none(), "{v}");
         assert_eq!(v["last_updated"], "2015-06-29T20:39:09Z");
     }
@@ -404,7 +390,7 @@ mod tests {
             "x".repeat(37)
         ))
         .unwrap();
-        assert!(ocpi_tariff(&t, "NL", "TNM", None, at("2015-06-29T20:39:09Z")).is_err());
+        assert!(ocpi_tariff(&t, "NL", "TNM", at("2015-06-29T20:39:09Z")).is_err());
     }
 
     /// Every (key, leaf value) of a JSON document.
