@@ -472,6 +472,7 @@ pub struct DatabaseConfig {
     /// File holding the database password (or set VOLTVAULT_DATABASE_PASSWORD).
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Connections per node; on SQLite the audit writer has one more of its own.
     #[serde(default = "default_max_connections")]
     pub max_connections: u32,
     /// Apply pending migrations at start.

@@ -12,7 +12,9 @@ pub(crate) const INSERT_CHUNK: usize = 1000;
 pub(crate) const RECORD_COLUMNS: &str = "node_id, seq, version, at_us, event_type, actor_kind, \
      actor_id, tenant_id, outcome, origin, resource, request_id, reason, prev_hash, record_hash";
 
-/// Implements [`crate::store::AuditStore`] for an adapter with a `pool` field.
+/// Implements [`crate::store::AuditStore`] for an adapter with a `pool`
+/// field and a `writer_pool()`, where the writer's appends and joined
+/// transactions go.
 macro_rules! impl_audit_store {
     ($store:ty) => {
         #[async_trait::async_trait]
@@ -76,12 +78,12 @@ macro_rules! impl_audit_store {
                         $crate::store::audit_sql::audit_insert!(_, records)
                             .build()
                             .persistent(false)
-                            .execute(&self.pool)
+                            .execute(self.writer_pool())
                             .await?;
                     }
                     return Ok(());
                 }
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.writer_pool().begin().await?;
                 for chunk in records.chunks(chunk_size) {
                     $crate::store::audit_sql::audit_insert!(_, chunk)
                         .build()
@@ -102,7 +104,7 @@ macro_rules! impl_audit_store {
                 &self,
             ) -> Result<Box<dyn $crate::store::joined::JoinedTx>, $crate::store::StoreError> {
                 Ok(Box::new($crate::store::joined::SqlJoinedTx {
-                    tx: self.pool.begin().await?,
+                    tx: self.writer_pool().begin().await?,
                 }))
             }
 

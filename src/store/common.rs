@@ -216,6 +216,7 @@ macro_rules! impl_store {
 
             async fn close(&self) {
                 self.pool.close().await;
+                self.writer_pool().close().await;
             }
         }
     };

@@ -38,6 +38,13 @@ impl PostgresStore {
         Ok(Self { pool })
     }
 
+    /// Where the audit writer commits: the shared pool (PostgreSQL caches
+    /// pages for all its connections, so a connection of its own buys
+    /// nothing).
+    pub(crate) fn writer_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
