@@ -39,6 +39,8 @@ pub enum AuditLogError {
 pub struct Reader {
     pub actor_kind: ActorKind,
     pub actor_id: String,
+    /// The reader's own tenant (none for an operator on the host).
+    pub tenant: Option<crate::ids::TenantId>,
     pub origin: Option<String>,
     pub request_id: Option<String>,
 }
@@ -49,6 +51,7 @@ impl Reader {
         Self {
             actor_kind: ActorKind::Staff,
             actor_id: user.to_owned(),
+            tenant: None,
             origin: Some("cli".into()),
             request_id: None,
         }
@@ -185,7 +188,7 @@ impl AuditLog {
                     at: now,
                     actor_kind: reader.actor_kind,
                     actor_id: reader.actor_id.clone(),
-                    tenant: None,
+                    tenant: reader.tenant,
                     outcome: Outcome::Success,
                     origin: reader.origin.clone(),
                     resource: file,
@@ -216,7 +219,7 @@ impl AuditLog {
                 at: self.clock.now(),
                 actor_kind: reader.actor_kind,
                 actor_id: reader.actor_id.clone(),
-                tenant: None,
+                tenant: reader.tenant,
                 outcome: Outcome::Success,
                 origin: reader.origin.clone(),
                 resource: Some("audit_log".into()),

@@ -981,13 +981,27 @@ async fn auditors_search_export_and_verify_over_http(backend: Backend) {
         .iter()
         .find(|l| l["event_type"] == "audit.search")
         .unwrap();
-    assert_eq!(search["actor_kind"], "anonymous");
+    // The signed-in auditor, not the connection alone.
+    assert_eq!(search["actor_kind"], "staff");
+    assert!(
+        search["actor_id"].as_str().unwrap().starts_with("staff:"),
+        "{search}"
+    );
+    assert!(search["tenant"].is_string(), "{search}");
     assert!(search["origin"].as_str().unwrap().starts_with("127.0.0.1:"));
     assert!(search["request_id"].is_string());
 
     let report: serde_json::Value = get(app.url("/v1/audit/verify")).await.json().await.unwrap();
     assert_eq!(report["ok"], true, "{report}");
     assert_eq!(report["nodes"][0]["node_id"], "test");
+    let verified: serde_json::Value = get(app.url("/v1/audit/events?type=audit.verify"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let verified = verified["events"].as_array().unwrap();
+    assert_eq!(verified.len(), 1, "{verified:?}");
+    assert_eq!(verified[0]["actor_id"], search["actor_id"]);
     app.stop().await;
 }
 

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::audit::{
-    ActorKind, AuditLogError, AuditQuery, Cursor, ExportFormat, Outcome, Reader, SearchPage,
-    VerifyReport,
+    AuditLogError, AuditQuery, Cursor, ExportFormat, Outcome, Reader, SearchPage, VerifyReport,
 };
+use crate::auth::Principal;
 use crate::http::AppState;
 use crate::http::error::ApiError;
 use crate::http::middleware::RequestId;
@@ -89,16 +89,20 @@ fn time(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_time", format!("{name}: an RFC 3339 time")))
 }
 
-/// Who is asking. Until authentication lands the caller is anonymous and
-/// named by its connection; the auth layer replaces this with the principal.
-fn reader(connection: Option<&ConnectionInfo>, request_id: Option<&RequestId>) -> Reader {
+/// Who is asking: the authenticated auditor, and the connection it came on.
+fn reader(
+    principal: &Principal,
+    connection: Option<&ConnectionInfo>,
+    request_id: Option<&RequestId>,
+) -> Reader {
     let origin = connection.map(|c| match &c.client_certificate {
         Some(cert) => format!("{} cert:{}", c.remote_addr, cert.sha256_hex),
         None => c.remote_addr.to_string(),
     });
     Reader {
-        actor_kind: ActorKind::Anonymous,
-        actor_id: "unauthenticated".into(),
+        actor_kind: principal.kind.actor_kind(),
+        actor_id: principal.id.clone(),
+        tenant: Some(principal.tenant),
         origin,
         request_id: request_id.map(|r| r.0.to_string()),
     }
@@ -123,12 +127,13 @@ impl From<AuditLogError> for ApiError {
               (status = 503, body = crate::http::error::Problem)))]
 pub async fn search(
     State(state): State<AppState>,
+    principal: Principal,
     connection: Option<Extension<ConnectionInfo>>,
     request_id: Option<Extension<RequestId>>,
     Query(params): Query<SearchParams>,
 ) -> Result<axum::Json<SearchPage>, ApiError> {
     let query = params.query()?;
-    let who = reader(connection.as_deref(), request_id.as_deref());
+    let who = reader(&principal, connection.as_deref(), request_id.as_deref());
     Ok(axum::Json(state.audit_log.search(&who, &query).await?))
 }
 
@@ -139,10 +144,11 @@ pub async fn search(
               (status = 503, body = crate::http::error::Problem)))]
 pub async fn verify(
     State(state): State<AppState>,
+    principal: Principal,
     connection: Option<Extension<ConnectionInfo>>,
     request_id: Option<Extension<RequestId>>,
 ) -> Result<axum::Json<VerifyReport>, ApiError> {
-    let who = reader(connection.as_deref(), request_id.as_deref());
+    let who = reader(&principal, connection.as_deref(), request_id.as_deref());
     Ok(axum::Json(state.audit_log.verify(&who).await?))
 }
 
@@ -154,6 +160,7 @@ pub async fn verify(
               (status = 503, body = crate::http::error::Problem)))]
 pub async fn export(
     State(state): State<AppState>,
+    principal: Principal,
     connection: Option<Extension<ConnectionInfo>>,
     request_id: Option<Extension<RequestId>>,
     Query(params): Query<SearchParams>,
@@ -165,7 +172,7 @@ pub async fn export(
     };
     let mut query = params.query()?;
     query.after = None;
-    let who = reader(connection.as_deref(), request_id.as_deref());
+    let who = reader(&principal, connection.as_deref(), request_id.as_deref());
     let export = state.audit_log.export(&who, query, format).await?;
     let chunks = futures_util::stream::unfold(Some(export), |export| async move {
         let mut export = export?;
