@@ -436,14 +436,28 @@ impl TokenService {
 
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<(), TokenServiceError> {
-        self.live(caller.tenant, token).await?;
-        let now = self.env.clock.now();
-        if !self.store.shred_token(caller.tenant, token, now).await? {
-            return Err(TokenServiceError::Deleted);
-        }
-        self.audit(caller, "token.delete", Outcome::Success, token)
-            .await
-            .map_err(Into::into)
+        // A refused delete is an invalid access attempt too (PCI DSS 10.2.1.4).
+        let shredded = match self.live(caller.tenant, token).await {
+            Ok(_) => {
+                let now = self.env.clock.now();
+                self.store
+                    .shred_token(caller.tenant, token, now)
+                    .await
+                    .map_err(TokenServiceError::from)
+            }
+            Err(e) => Err(e),
+        };
+        let refused = match shredded {
+            Ok(true) => None,
+            Ok(false) => Some(TokenServiceError::Deleted),
+            Err(e) => Some(e),
+        };
+        let outcome = match refused {
+            None => Outcome::Success,
+            Some(_) => Outcome::Failure,
+        };
+        self.audit(caller, "token.delete", outcome, token).await?;
+        refused.map_or(Ok(()), Err)
     }
 
     /// Shreds every token past its `expires_at`, in batches; returns how many.

@@ -404,20 +404,36 @@ async fn only_admins_with_a_fresh_factor_detokenize_and_delete_shreds(backend: B
         .unwrap();
     let token = body["token"].as_str().unwrap().to_owned();
     assert_eq!(t.detokenize(&t.app_key, &token).await.status(), 403);
-    let deleted = t
-        .app
-        .client()
-        .delete(t.app.url(&format!("/v1/tokens/{token}")))
-        .bearer_auth(&t.app_key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    let delete = || {
+        t.app
+            .client()
+            .delete(t.app.url(&format!("/v1/tokens/{token}")))
+            .bearer_auth(&t.app_key)
+            .send()
+    };
+    assert_eq!(delete().await.unwrap().status(), 204);
     assert_eq!(t.get(&t.app_key, &token).await.status(), 410);
     let session = t.admin_session().await;
     assert_eq!(t.detokenize(&session, &token).await.status(), 410);
     let stored = t.app.store.token(t.tenant, &token).await.unwrap();
     assert!(stored.sealed.is_none() && stored.deleted_at.is_some());
+    // Deleting it again is refused, and the refusal is in the trail too.
+    assert_eq!(delete().await.unwrap().status(), 410);
+    let deletes: Vec<_> = t
+        .app
+        .audit_trail()
+        .await
+        .into_iter()
+        .filter(|r| r.event_type == "token.delete")
+        .map(|r| (r.outcome, r.resource))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            (Outcome::Success, Some(token.clone())),
+            (Outcome::Failure, Some(token.clone()))
+        ]
+    );
 }
 
 async fn deterministic_tenants_get_the_same_token_for_the_same_card(backend: Backend) {
