@@ -1002,6 +1002,24 @@ async fn auditors_search_export_and_verify_over_http(backend: Backend) {
     let verified = verified["events"].as_array().unwrap();
     assert_eq!(verified.len(), 1, "{verified:?}");
     assert_eq!(verified[0]["actor_id"], search["actor_id"]);
+
+    // Someone who got around the service edits a record: the auditor's
+    // verify over HTTP names it.
+    let node = report["nodes"][0]["node_id"].as_str().unwrap();
+    let edit = format!(
+        "UPDATE audit_events SET reason = 'nothing to see' WHERE node_id = '{node}' AND seq = 3"
+    );
+    crate::audit::tamper(&app.db, &[edit.as_str()]).await;
+    let report: serde_json::Value = get(app.url("/v1/audit/verify")).await.json().await.unwrap();
+    assert_eq!(report["ok"], false, "{report}");
+    let tampered = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == node)
+        .unwrap();
+    assert_eq!(tampered["problem"]["seq"], 3, "{report}");
+    assert_eq!(tampered["problem"]["kind"], "modified", "{report}");
     app.stop().await;
 }
 
