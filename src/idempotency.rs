@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use ring::digest;
 
+use crate::auth::keys::{AuthKeys, HashPurpose};
 use crate::ids::TenantId;
 
 /// Who sent the request, as far as idempotency is concerned: keys are scoped
@@ -21,8 +22,16 @@ pub struct IdempotencyScope {
 }
 
 /// A client-chosen key: 1 to 255 visible ASCII characters.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct IdempotencyKey(String);
+
+impl std::fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("IdempotencyKey")
+            .field(&crate::redact::mask_pans(&self.0))
+            .finish()
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
@@ -39,6 +48,22 @@ impl IdempotencyKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The form that is stored and looked up. A key holding something
+    /// card-number-shaped (a client that keys by the card) becomes
+    /// `vvh1_` and the hex of its keyed hash, so no card number reaches a
+    /// database column; any other key is kept as sent. Refusing such keys
+    /// instead would refuse one numeric key in ten (a 13-digit timestamp
+    /// passes the Luhn check as often as a card number does).
+    pub fn at_rest(self, keys: &dyn AuthKeys) -> Self {
+        match crate::redact::mask_pans(&self.0) {
+            std::borrow::Cow::Borrowed(_) => self,
+            std::borrow::Cow::Owned(_) => Self(format!(
+                "vvh1_{}",
+                hex::encode(keys.keyed_hash(HashPurpose::IdempotencyKey, self.0.as_bytes()))
+            )),
+        }
     }
 }
 
@@ -84,6 +109,26 @@ mod tests {
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn a_key_holding_a_card_number_is_kept_as_its_keyed_hash() {
+        let keys = crate::auth::keys::PepperKeys::from_bytes(&[7; 32]).unwrap();
+        let other = crate::auth::keys::PepperKeys::from_bytes(&[8; 32]).unwrap();
+        let plain = IdempotencyKey::parse("a6f1c0b4-1").unwrap();
+        assert_eq!(plain.clone().at_rest(&keys), plain);
+        let carded = || IdempotencyKey::parse("tok-4242424242424242").unwrap();
+        let stored = carded().at_rest(&keys);
+        assert!(stored.as_str().starts_with("vvh1_"), "{stored:?}");
+        assert!(!stored.as_str().contains("4242424242424242"));
+        // The same key always finds its record; another key or pepper does not.
+        assert_eq!(carded().at_rest(&keys), stored);
+        let next = IdempotencyKey::parse("tok-4000056655665556").unwrap();
+        assert_ne!(next.at_rest(&keys), stored);
+        assert_ne!(carded().at_rest(&other), stored);
+        // Still a key the store accepts.
+        assert!(IdempotencyKey::parse(stored.as_str()).is_ok());
+        assert!(!format!("{:?}", carded()).contains("4242424242424242"));
     }
 
     #[test]

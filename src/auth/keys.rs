@@ -21,6 +21,8 @@ pub enum HashPurpose {
     ApiKey,
     Session,
     Challenge,
+    /// An `Idempotency-Key` that holds something card-number-shaped.
+    IdempotencyKey,
 }
 
 impl HashPurpose {
@@ -29,6 +31,7 @@ impl HashPurpose {
             Self::ApiKey => b"voltvault auth v1 api-key",
             Self::Session => b"voltvault auth v1 session",
             Self::Challenge => b"voltvault auth v1 login-challenge",
+            Self::IdempotencyKey => b"voltvault auth v1 idempotency-key",
         }
     }
 }
@@ -62,7 +65,7 @@ pub trait AuthKeys: Send + Sync {
 /// [`AuthKeys`] from a pepper held in memory (read from a 0600 file or the
 /// environment). Subkeys are derived per purpose with HMAC.
 pub struct PepperKeys {
-    hash_keys: [hmac::Key; 3],
+    hash_keys: [hmac::Key; 4],
     seal_key: Zeroizing<[u8; 32]>,
 }
 
@@ -91,6 +94,7 @@ impl PepperKeys {
                 key_for(HashPurpose::ApiKey),
                 key_for(HashPurpose::Session),
                 key_for(HashPurpose::Challenge),
+                key_for(HashPurpose::IdempotencyKey),
             ],
             seal_key: derive(b"voltvault auth v1 totp-seal"),
         })
@@ -136,6 +140,7 @@ impl AuthKeys for PepperKeys {
             HashPurpose::ApiKey => &self.hash_keys[0],
             HashPurpose::Session => &self.hash_keys[1],
             HashPurpose::Challenge => &self.hash_keys[2],
+            HashPurpose::IdempotencyKey => &self.hash_keys[3],
         };
         let tag = hmac::sign(key, data);
         let mut out = [0u8; 32];

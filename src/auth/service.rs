@@ -176,6 +176,11 @@ impl std::fmt::Debug for AuthService {
 }
 
 impl AuthService {
+    /// The server-side keyed hashes (API keys, sessions, idempotency keys).
+    pub fn keys(&self) -> &dyn AuthKeys {
+        self.keys.as_ref()
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         env: Environment,

@@ -41,7 +41,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Response>,
 {
-    let (scope, hash) = match scope_of(principal, headers, method, path, body) {
+    let (scope, hash) = match scope_of(state, principal, headers, method, path, body) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -82,7 +82,7 @@ where
     F: FnOnce(JoinedKey) -> Fut,
     Fut: Future<Output = Result<Response, KeyTaken>>,
 {
-    let (scope, hash) = match scope_of(principal, headers, method, path, body) {
+    let (scope, hash) = match scope_of(state, principal, headers, method, path, body) {
         Ok(found) => found,
         Err(response) => return *response,
     };
@@ -148,6 +148,7 @@ impl Drop for Running {
 
 /// The request's key and hash, or the 400 that says why there is none.
 fn scope_of(
+    state: &AppState,
     principal: &Principal,
     headers: &HeaderMap,
     method: &Method,
@@ -164,7 +165,7 @@ fn scope_of(
         ));
     };
     let key = match raw.to_str().ok().map(IdempotencyKey::parse) {
-        Some(Ok(key)) => key,
+        Some(Ok(key)) => key.at_rest(state.auth.keys()),
         _ => {
             return Err(Box::new(
                 ApiError::bad_request(

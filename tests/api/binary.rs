@@ -627,14 +627,18 @@ async fn serve_never_logs_passwords_api_keys_or_session_secrets() {
 
 /// The success paths, as an operator runs the service: cards with CVCs
 /// tokenized (random, FF1, batch) and detokenized over HTTP with debug
-/// logging, then the log, the SQLite files or a PostgreSQL dump scanned
-/// for the card numbers, CVCs and holder name: zero hits.
+/// logging, and a card number sent where none belongs; then the log, the
+/// SQLite files or a PostgreSQL dump scanned for the card numbers, CVCs and
+/// holder name: zero hits.
 #[tokio::test]
 async fn successful_card_paths_leave_no_card_data_in_logs_or_database() {
     for backend in [Backend::Sqlite, Backend::Postgres] {
         successful_card_paths_leave_no_card_data(backend).await;
     }
 }
+
+/// Sent where no card number belongs; must be found nowhere afterwards.
+const MISPLACED_PAN: &str = "4242424242424242";
 
 async fn successful_card_paths_leave_no_card_data(backend: Backend) {
     const PASSWORD: &str = "detokenize-pass-2026";
@@ -753,6 +757,65 @@ async fn successful_card_paths_leave_no_card_data(backend: Backend) {
         .await
         .unwrap();
     let session = mfa["session_token"].as_str().unwrap().to_owned();
+
+    // A card number where none belongs: in a path, a login name, token
+    // metadata, a query string, an Idempotency-Key. The number is scanned
+    // for below with the others.
+    let misplaced = [
+        client
+            .get(format!("{base}/v1/tokens/{MISPLACED_PAN}"))
+            .bearer_auth(&key),
+        client
+            .delete(format!("{base}/v1/tokens/{MISPLACED_PAN}"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "leak-delete"),
+        client
+            .post(format!("{base}/v1/tokens/{MISPLACED_PAN}/detokenize"))
+            .bearer_auth(&session),
+        client
+            .get(format!(
+                "{base}/v1/tokens/{}?card={MISPLACED_PAN}",
+                tokens[0]
+            ))
+            .bearer_auth(&key),
+        client
+            .post(format!("{base}/v1/auth/login"))
+            .json(&serde_json::json!({"username": MISPLACED_PAN, "password": PASSWORD})),
+        client
+            .post(format!("{base}/v1/tokens"))
+            .bearer_auth(&key)
+            .header("idempotency-key", "leak-metadata")
+            .json(&{
+                let mut b = body(cards[0].0, cards[0].1, "random");
+                b["metadata"] = serde_json::json!({"note": MISPLACED_PAN});
+                b
+            }),
+    ];
+    for request in misplaced {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        // Refused, or (the query string) ignored; never a failure of ours.
+        assert!(
+            !status.is_server_error(),
+            "{status} for {:?}",
+            response.url().path()
+        );
+    }
+    // A client that keys its requests by the card: it works (the replay
+    // answers with the same token), and the key is stored only hashed.
+    let keyed_by_card = || {
+        client
+            .post(format!("{base}/v1/tokens"))
+            .bearer_auth(&key)
+            .header("idempotency-key", format!("tok-{MISPLACED_PAN}"))
+            .json(&body(cards[1].0, cards[1].1, "random"))
+            .send()
+    };
+    let first = keyed_by_card().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let replay: serde_json::Value = keyed_by_card().await.unwrap().json().await.unwrap();
+    assert_eq!(replay["token"], first["token"]);
     let mut last = String::new();
     for (token, (number, _, _)) in tokens.iter().zip(&cards) {
         let response = client
@@ -794,6 +857,10 @@ async fn successful_card_paths_leave_no_card_data(backend: Backend) {
     };
     assert!(stored.len() > 1000);
     for (what, haystack) in [("log", log.as_bytes()), ("database", stored.as_slice())] {
+        assert!(
+            !contains_bytes(haystack, MISPLACED_PAN.as_bytes()),
+            "the misplaced card number in the {what}"
+        );
         for (number, cvc, _) in &cards {
             let digits: String = number.chars().filter(char::is_ascii_digit).collect();
             for needle in [digits.as_str(), number] {

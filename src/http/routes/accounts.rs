@@ -140,7 +140,7 @@ where
         req.body,
         |parsed: T| async move {
             // `once_with_json` has checked the key already.
-            match idem_key(headers) {
+            match idem_key(req.state, headers) {
                 Ok(key) => work(caller, id, key, parsed).await,
                 Err(e) => e.into_response(),
             }

@@ -118,12 +118,13 @@ fn service(state: &AppState) -> Result<&Arc<PaymentService>, ApiError> {
     })
 }
 
-/// The key `once_with_json` has already checked.
-pub(crate) fn idem_key(headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
+/// The key `once_with_json` has already checked, in its stored form.
+pub(crate) fn idem_key(state: &AppState, headers: &HeaderMap) -> Result<IdempotencyKey, ApiError> {
     headers
         .get(IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| IdempotencyKey::parse(v).ok())
+        .map(|key| key.at_rest(state.auth.keys()))
         .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key"))
 }
 
@@ -214,7 +215,7 @@ where
         req.path,
         req.body,
         |parsed: T| async {
-            match idem_key(headers) {
+            match idem_key(req.state, headers) {
                 Ok(key) => work(payments, key, parsed).await,
                 Err(e) => e.into_response(),
             }
