@@ -437,27 +437,22 @@ impl TokenService {
     /// Crypto-shreds the token: its sealed record is erased, a tombstone stays.
     pub async fn delete(&self, caller: &Caller, token: &str) -> Result<(), TokenServiceError> {
         // A refused delete is an invalid access attempt too (PCI DSS 10.2.1.4).
-        let shredded = match self.live(caller.tenant, token).await {
-            Ok(_) => {
-                let now = self.env.clock.now();
-                self.store
-                    .shred_token(caller.tenant, token, now)
-                    .await
-                    .map_err(TokenServiceError::from)
-            }
-            Err(e) => Err(e),
-        };
-        let refused = match shredded {
-            Ok(true) => None,
-            Ok(false) => Some(TokenServiceError::Deleted),
-            Err(e) => Some(e),
-        };
-        let outcome = match refused {
-            None => Outcome::Success,
-            Some(_) => Outcome::Failure,
+        let shredded = self.shred(caller.tenant, token).await;
+        let outcome = match shredded {
+            Ok(()) => Outcome::Success,
+            Err(_) => Outcome::Failure,
         };
         self.audit(caller, "token.delete", outcome, token).await?;
-        refused.map_or(Ok(()), Err)
+        shredded
+    }
+
+    async fn shred(&self, tenant: TenantId, token: &str) -> Result<(), TokenServiceError> {
+        self.live(tenant, token).await?;
+        let now = self.env.clock.now();
+        if !self.store.shred_token(tenant, token, now).await? {
+            return Err(TokenServiceError::Deleted);
+        }
+        Ok(())
     }
 
     /// Shreds every token past its `expires_at`, in batches; returns how many.
